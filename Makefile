@@ -1,0 +1,33 @@
+# ctharmony: `make demo` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU build of torch, installed before the package so its range is already satisfied.
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: setup test lint demo reproduce bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_CPU)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check platform tests jobs bench
+
+test: setup lint
+	$(VENV)/bin/pytest -q
+
+demo: setup
+	$(VENV)/bin/ctharmony demo
+
+bench: setup
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info platform/*.egg-info .pytest_cache

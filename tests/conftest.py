@@ -1,0 +1,66 @@
+"""Shared fixtures: an isolated ctharmony home + MLflow store, a local Ray, a 2-node Ray cluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "real"
+# Logical CPUs of the test Ray cluster: more than the 2 physical cores so that trial drivers, Train
+# workers and Data tasks can be scheduled together without deadlock (they are mostly idle waiting).
+TEST_RAY_CPUS = 4
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test session gets its own ``CTHARMONY_HOME`` and SQLite MLflow store."""
+    home = tmp_path_factory.mktemp("ctharmony-home")
+    os.environ["CTHARMONY_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    return home
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The real Siemens series and liver mask in ../shared/data/real (skips when absent)."""
+    if not (REAL_DATA / "siemens-abdomen-ct").is_dir():
+        pytest.skip(f"real CT test data not found at {REAL_DATA} (see shared/data/real/README.md)")
+    return REAL_DATA
+
+
+@pytest.fixture
+def ray_local():
+    """An embedded local Ray cluster, started once and shared by the tests that ask for it."""
+    import ray
+
+    from ctharmony import cluster
+
+    if not ray.is_initialized():
+        cluster.connect(num_cpus=TEST_RAY_CPUS, quiet=True)
+    yield ray
+
+
+@pytest.fixture(scope="module")
+def ray_two_nodes():
+    """A 2-node Ray cluster on this machine (head holds no CPUs); nodes carry resources node_a/node_b."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        cluster.add_node(num_cpus=2, resources={"node_a": 1})
+        cluster.add_node(num_cpus=2, resources={"node_b": 1})
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
