@@ -1,0 +1,137 @@
+"""Figures of the cohort report (matplotlib, Agg backend, returned as PNG bytes).
+
+- :func:`bland_altman_png`: per protocol, one panel per method, volume difference ratio (% of the
+  reference volume) against the mean volume, with the bias and the 95 % limits of agreement.
+- :func:`example_slices_png`: one exam, each protocol (rows) under each method (columns): the image
+  (abdominal window) with the method's liver mask filled and the reference mask's contour.
+
+Example:
+    >>> png = bland_altman_png(cohort.exams, "M40", ["original", "harmonized"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctharmony.evaluate import metrics, stats
+
+log = logging.getLogger(__name__)
+
+WINDOW_HU = (-160.0, 240.0)  # abdomen: level 40, width 400
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def bland_altman_png(exams: pd.DataFrame, protocol: str, methods: Sequence[str]) -> bytes:
+    """Bland-Altman panels of one protocol, one per method that has reference comparisons."""
+    plt = _pyplot()
+    rows = exams[(exams["protocol"] == protocol) & exams["reference_volume_ml"].notna()]
+    methods = [m for m in methods if (rows["method"] == m).any()]
+    fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(3.6 * max(len(methods), 1), 3.2),
+                             squeeze=False, sharey=True)
+    for ax, method in zip(axes[0], methods, strict=False):
+        data = rows[rows["method"] == method]
+        ref = data["reference_volume_ml"].to_numpy(float)
+        vol = data["volume_ml"].to_numpy(float)
+        ba = stats.bland_altman(vol, ref, percent_of=ref)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = 100.0 * (vol - ref) / ref
+        ax.scatter((vol + ref) / 2.0, ratio, s=14, color="tab:blue")
+        for value, style in ((ba.mean_difference, "-"), (ba.loa_low, "--"), (ba.loa_high, "--")):
+            if np.isfinite(value):
+                ax.axhline(value, color="tab:red", linestyle=style, linewidth=1)
+        ax.axhline(0.0, color="grey", linewidth=0.5)
+        ax.set_title(f"{protocol} {method}\nbias {ba.mean_difference:.1f}% "
+                     f"({ba.loa_low:.1f}, {ba.loa_high:.1f})", fontsize=9)
+        ax.set_xlabel("mean liver volume (mL)", fontsize=8)
+    axes[0][0].set_ylabel("volume difference (% of reference)", fontsize=8)
+    return _png(fig)
+
+
+def read_image(folder_or_files: str | Path | Sequence[str]) -> np.ndarray | None:
+    """HU ``(z, y, x)`` of a DICOM series (a folder or a file list in volume order); None if unreadable."""
+    import SimpleITK as sitk
+
+    try:
+        if isinstance(folder_or_files, (str, Path)):
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder_or_files))
+        else:
+            files = [str(f) for f in folder_or_files]
+        if not files:
+            return None
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(list(files))
+        return sitk.GetArrayFromImage(reader.Execute()).astype(np.float32)
+    except RuntimeError as err:
+        log.warning("example slices: cannot read a series image (%s)", str(err).splitlines()[0][:200])
+        return None
+
+
+def pick_example(exams: pd.DataFrame) -> tuple[str, str] | None:
+    """(exam, protocol): the protocol with the lowest mean original Dice, its median-Dice exam."""
+    original = exams[(exams["method"] == "original") & exams["dice"].notna()]
+    if original.empty:
+        return None
+    worst = original.groupby("protocol")["dice"].mean().idxmin()
+    rows = original[original["protocol"] == worst].sort_values("dice")
+    return str(rows.iloc[len(rows) // 2]["exam"]), str(worst)
+
+
+def example_slices_png(sources: pd.DataFrame, exam: str, protocols: Sequence[str], methods: Sequence[str],
+                       reference_protocol: str, images: Callable[[str, str], np.ndarray | None]) -> bytes:
+    """Before/after slices of one exam; ``images(protocol, method)`` gives its HU volume or None."""
+    plt = _pyplot()
+    from matplotlib.colors import ListedColormap
+
+    rows = sources[sources["exam"] == exam]
+    ref_row = rows[(rows["protocol"] == reference_protocol) & (rows["method"] == "original")]
+    reference = metrics.load_mask(ref_row.iloc[0]["mask_path"]).mask if len(ref_row) else None
+    protocols = [p for p in protocols if (rows["protocol"] == p).any()]
+    methods = [m for m in methods if (rows["method"] == m).any()]
+    z = int(np.argmax(reference.sum(axis=(1, 2)))) if reference is not None else None
+    height = 2.4 * len(protocols) + 0.4
+    fig, axes = plt.subplots(len(protocols), len(methods), figsize=(2.4 * len(methods), height), squeeze=False)
+    for i, protocol in enumerate(protocols):
+        for j, method in enumerate(methods):
+            ax = axes[i][j]
+            ax.set_axis_off()
+            match = rows[(rows["protocol"] == protocol) & (rows["method"] == method)]
+            if match.empty:
+                continue
+            mask = metrics.load_mask(match.iloc[0]["mask_path"]).mask
+            k = z if z is not None and z < mask.shape[0] else mask.shape[0] // 2
+            image = images(protocol, method)
+            if image is not None and image.shape == mask.shape:
+                ax.imshow(image[k], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1])
+            else:
+                ax.imshow(np.zeros(mask.shape[1:]), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(np.ma.masked_equal(mask[k], 0), cmap=ListedColormap(["red"]), alpha=0.4, vmin=0, vmax=1)
+            title = f"{protocol} {method}"
+            if reference is not None and reference.shape == mask.shape:
+                ax.contour(reference[k], levels=[0.5], colors="lime", linewidths=0.8)
+                title += f"\nDice {metrics.dice(mask, reference):.3f}"
+            ax.set_title(title, fontsize=8)
+    fig.suptitle(f"{exam}: liver mask (red) and reference on original {reference_protocol} (green)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))
+    return _png(fig)

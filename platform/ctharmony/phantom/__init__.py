@@ -1,0 +1,13 @@
+"""Physics-based multi-protocol dual-energy CT phantom archive (the platform's embedded default data).
+
+``generate_archive(out, patients, slices, size, sites, seed, preview)`` writes six reconstructions
+(FBP, IR, M40, M60, M80, OPT) per study as DICOM, the true liver masks as NIfTI and
+``phantom.parquet``; see :mod:`ctharmony.phantom.archive` for the layout.
+"""
+
+from __future__ import annotations
+
+from ctharmony.phantom.archive import generate_archive
+from ctharmony.phantom.physics import PROTOCOLS
+
+__all__ = ["PROTOCOLS", "generate_archive"]

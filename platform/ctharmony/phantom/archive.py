@@ -1,0 +1,192 @@
+"""Generate the phantom archive: DICOM series, true liver masks (NIfTI) and ``phantom.parquet``.
+
+Layout (cross-team contract)::
+
+    OUT/dicom/<site>/<patient>/<protocol>/<nnnn>.dcm   six series per study, one file per slice
+    OUT/masks/<StudyInstanceUID>.nii.gz                 true liver mask (uint8), the study's geometry
+    OUT/phantom.parquet                                 one row per patient
+    OUT/preview.png                                     (``preview=True``) one slice, six protocols
+
+``phantom.parquet`` columns: patient_id, study_uid, site, age_group, liver_volume_ml (the liver inside
+the scanned slab, = the mask's volume), series_uid_<P> for the six protocols, mask_path (relative to
+OUT) and params (JSON: the patient's anatomy and enhancement, the site, the grid, the whole liver's
+volume ``liver_total_volume_ml`` and the measured parenchyma HU per protocol ``liver_hu_measured``).
+
+Each patient's anatomy is built once; the six reconstructions share it, the geometry and the
+FrameOfReferenceUID. Patient ``i`` uses ``numpy.random.default_rng([seed, i])``, so the same seed
+gives byte-identical pixel data, independent of ``workers``.
+
+Example:
+    >>> table = generate_archive(Path("/tmp/ph"), patients=2, slices=8, size=64)  # doctest: +SKIP
+    >>> sorted(table.columns)[:3]  # doctest: +SKIP
+    ['age_group', 'liver_volume_ml', 'mask_path']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ctharmony.phantom import physics
+from ctharmony.phantom.anatomy import Grid, build_anatomy, sample_patient
+from ctharmony.phantom.dicom_writer import deterministic_uid, protocol_tags, write_ct_series
+from ctharmony.phantom.sites import Site, make_sites
+from ctharmony.phantom.tissues import LABEL
+
+log = logging.getLogger(__name__)
+PROTOCOLS = physics.PROTOCOLS
+COLUMNS = ["patient_id", "study_uid", "site", "age_group", "liver_volume_ml",
+           *[f"series_uid_{p}" for p in PROTOCOLS], "mask_path", "params"]
+
+
+def patient_grid(params: dict[str, Any], site: Site, slices: int, size: int, z_shift_mm: float) -> Grid:
+    """The scan grid, centred on the liver, with the site's slice thickness and field of view.
+
+    The FOV is the site's, tightened for small patients (at most 60 mm wider than the body, as
+    paediatric protocols do) and widened when the body would not fit.
+    """
+    ax, ay = params["body_semi_axes_mm"]
+    ox, oy = params["body_offset_mm"]
+    needed = 2.0 * (max(ax, ay) * 1.06 + max(abs(ox), abs(oy))) + 20.0
+    fov = 10.0 * math.ceil(max(needed, min(site.fov_mm, needed + 60.0)) / 10.0)
+    pixel = round(fov / size, 4)  # values DICOM's decimal strings hold exactly, so masks match the images
+    dz = site.slice_thickness_mm
+    start = round(-(size - 1) / 2.0 * pixel, 4)
+    return Grid(shape=(slices, size, size), spacing=(dz, pixel, pixel),
+                origin=(start, start, round(z_shift_mm - (slices - 1) / 2.0 * dz, 3)))
+
+
+def liver_total_volume_ml(params: dict[str, Any]) -> float:
+    """Volume of the whole liver (not only the scanned slab), on a coarse 5 mm grid."""
+    step = 5.0
+    grid = Grid(shape=(66, 76, 76), spacing=(step, step, step), origin=(-187.5, -187.5, -162.5))
+    return float(build_anatomy(params, grid).liver_mask.sum()) * step**3 / 1000.0
+
+
+def _write_mask(mask: np.ndarray, grid: Grid, path: Path) -> None:
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing(tuple(float(s) for s in grid.spacing[::-1]))
+    image.SetOrigin(tuple(float(o) for o in grid.origin))
+    image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sitk.WriteImage(image, str(path), True)
+    except RuntimeError as err:
+        raise OSError(f"cannot write mask {path}: {err}") from err
+
+
+def generate_patient(out: Path, index: int, site: Site, *, slices: int, size: int, seed: int) -> dict[str, Any]:
+    """Generate, write and describe patient ``index`` (one study, six series, one mask)."""
+    rng = np.random.default_rng([seed, index])
+    params = sample_patient(rng)
+    grid = patient_grid(params, site, slices, size, z_shift_mm=float(rng.normal(0.0, 6.0)))
+    anatomy = build_anatomy(params, grid)
+    images = physics.render(anatomy, site, np.random.default_rng([seed, index, 1]))
+
+    patient_id = f"PHANTOM-{index:04d}"
+    study_uid = deterministic_uid(seed, index, "study")
+    frame_uid = deterministic_uid(seed, index, "frame")
+    day = (seed * 37 + index * 3) % 365
+    date = (pd.Timestamp("2024-01-01") + pd.Timedelta(days=day)).strftime("%Y%m%d")
+    age = params["age_years"]
+    common = {
+        "SpecificCharacterSet": "ISO_IR 100",
+        "PatientName": patient_id, "PatientID": patient_id, "PatientBirthDate": None, "PatientSex": "O",
+        "PatientAge": f"{int(age):03d}Y" if age >= 1 else f"{int(age * 12):03d}M",
+        "PatientIdentityRemoved": "YES", "BurnedInAnnotation": "NO",
+        "StudyInstanceUID": study_uid, "StudyDate": date, "StudyTime": "101500", "SeriesDate": date,
+        "ContentDate": date, "AcquisitionDate": date, "ContentTime": "101600",
+        "StudyID": f"{index + 1}", "AccessionNumber": None, "ReferringPhysicianName": None,
+        "StudyDescription": "CT Abdomen DE portal venous (synthetic phantom)",
+        "FrameOfReferenceUID": frame_uid, "PositionReferenceIndicator": None,
+        "Manufacturer": site.manufacturer, "ManufacturerModelName": site.model,
+        "InstitutionName": site.institution, "StationName": site.name.upper(),
+        "BodyPartExamined": "ABDOMEN", "PatientPosition": "HFS", "AcquisitionNumber": 1,
+        "ContrastBolusAgent": "IODINE", "SliceThickness": f"{grid.spacing[0]:.6g}",
+        "SpacingBetweenSlices": f"{grid.spacing[0]:.6g}",
+        "ReconstructionDiameter": f"{grid.shape[2] * grid.spacing[2]:.8g}",
+    }
+    row: dict[str, Any] = {"patient_id": patient_id, "study_uid": study_uid, "site": site.name,
+                           "age_group": params["age_group"]}
+    labels = anatomy.labels
+    parenchyma = labels == LABEL["liver"]
+    liver_hu = {}
+    for protocol in PROTOCOLS:
+        series_uid = deterministic_uid(seed, index, "series", protocol)
+        tags = {**common, **protocol_tags(protocol, site.kernel), "SeriesInstanceUID": series_uid}
+        write_ct_series(images[protocol], out / "dicom" / site.name / patient_id / protocol, tags=tags,
+                        origin=grid.origin, spacing=grid.spacing, sop_uid_seed=f"{series_uid}|sop")
+        row[f"series_uid_{protocol}"] = series_uid
+        liver_hu[protocol] = round(float(images[protocol][parenchyma].mean()), 2) if parenchyma.any() else None
+
+    mask = anatomy.liver_mask
+    mask_rel = Path("masks") / f"{study_uid}.nii.gz"
+    _write_mask(mask, grid, out / mask_rel)
+    row["liver_volume_ml"] = float(mask.sum()) * float(np.prod(grid.spacing)) / 1000.0
+    row["mask_path"] = mask_rel.as_posix()
+    row["params"] = json.dumps({
+        **params, "index": index, "seed": seed, "site": site.__dict__, "grid": {
+            "shape": list(grid.shape), "spacing_zyx_mm": list(grid.spacing), "origin_xyz_mm": list(grid.origin)},
+        "liver_total_volume_ml": round(liver_total_volume_ml(params), 1),
+        "liver_hu_measured": liver_hu,
+    }, sort_keys=True)
+    return row
+
+
+def _generate_patient_star(args: tuple) -> dict[str, Any]:
+    out, index, site, kwargs = args
+    return generate_patient(out, index, site, **kwargs)
+
+
+def generate_archive(out: Path, patients: int = 4, slices: int = 16, size: int = 128, sites: int = 2,
+                     seed: int = 0, preview: bool = False, workers: int = 1) -> pd.DataFrame:
+    """Write a multi-site, six-protocol dual-energy CT phantom archive under ``out``; return its table.
+
+    Args:
+        out: archive folder (created; existing phantom files are overwritten).
+        patients: number of patients (one study each); patient ``i`` is scanned at site ``i % sites``.
+        slices: slices per series (contiguous, the site's slice thickness apart).
+        size: rows = columns of every image.
+        sites: number of scanner sites.
+        seed: generator seed (same seed, same pixels and UIDs).
+        preview: also write ``preview.png`` (one slice of patient 0 in all six protocols, same window).
+        workers: processes generating patients in parallel (1 = in this process).
+    """
+    for name, value, low in (("patients", patients, 1), ("slices", slices, 1), ("size", size, 16),
+                             ("sites", sites, 1), ("workers", workers, 1)):
+        if int(value) < low:
+            raise ValueError(f"generate_archive: {name} must be >= {low}, got {value}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    site_list = make_sites(sites, seed)
+    kwargs = {"slices": int(slices), "size": int(size), "seed": int(seed)}
+    jobs = [(out, i, site_list[i % sites], kwargs) for i in range(patients)]
+    if workers > 1 and patients > 1:
+        import multiprocessing
+        import threading
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork is instant; spawn when this process runs other threads (e.g. inside a Ray worker)
+        single = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if single else "spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, patients), mp_context=context) as pool:
+            rows = list(pool.map(_generate_patient_star, jobs))
+    else:
+        rows = [_generate_patient_star(job) for job in jobs]
+    table = pd.DataFrame(rows)[COLUMNS]
+    table.to_parquet(out / "phantom.parquet", index=False)
+    if preview:
+        from ctharmony.phantom.preview import write_preview
+
+        write_preview(out, table.iloc[0], out / "preview.png")
+    log.info("phantom archive: %d patients x %d protocols x %d slices at %dx%d in %s",
+             patients, len(PROTOCOLS), slices, size, size, out)
+    return table
