@@ -1,0 +1,193 @@
+"""The archive catalog: a Ray Data pipeline over header-only reads, one Parquet row per series.
+
+Pipeline: list the archive on the driver (cheap, see ``scan``) -> chunks of a few hundred paths ->
+``ray.data.from_items`` with one block per chunk (so every CPU of every node gets work) ->
+``map_batches(read_header_chunk)`` reads headers (never pixel data) -> the driver streams the
+records back with a progress display, groups them into series (``series.group_series``),
+classifies protocols (``protocols``) and writes the Parquet catalog. Every listed file ends in exactly
+one row: a series' file list or a quarantine row.
+
+Example:
+    >>> df = build_catalog(Path("archive"), Path("catalog.parquet"))  # doctest: +SKIP
+    >>> print(summarize(df))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ctharmony.archive import quarantine as q
+from ctharmony.archive.headers import read_header
+from ctharmony.archive.progress import Progress
+from ctharmony.archive.protocols import load_rules
+from ctharmony.archive.pseudonym import pseudonym_salt
+from ctharmony.archive.scan import chunks, list_archive
+from ctharmony.archive.series import group_series
+
+log = logging.getLogger(__name__)
+CHUNK_MIN, CHUNK_MAX = 64, 512  # files per header-read task when chosen automatically
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()), ("bytes", pa.int64()), ("error", pa.string()), ("transfer_syntax", pa.string()),
+        ("sop_class_uid", pa.string()), ("sop_uid", pa.string()), ("modality", pa.string()),
+        ("patient_key", pa.string()), ("study_uid", pa.string()), ("series_uid", pa.string()),
+        ("frame_of_reference_uid", pa.string()), ("site", pa.string()), ("manufacturer", pa.string()),
+        ("model", pa.string()), ("kernel", pa.string()), ("kvp", pa.float64()), ("image_type", pa.string()),
+        ("series_description", pa.string()), ("rows", pa.int64()), ("columns", pa.int64()),
+        ("bits", pa.int64()), ("samples", pa.int64()), ("position", pa.list_(pa.float64())),
+        ("orientation", pa.list_(pa.float64())), ("pixel_spacing", pa.list_(pa.float64())),
+        ("slice_thickness", pa.float64()), ("frames", pa.int64()), ("gantry_tilt", pa.float64()),
+        ("instance", pa.int64()), ("node_id", pa.string()),
+    ]
+)
+_RECORD_DEFAULTS: dict[str, Any] = {
+    f.name: ([] if pa.types.is_list(f.type) else 0 if pa.types.is_integer(f.type)
+             else np.nan if pa.types.is_floating(f.type) else "")
+    for f in RECORD_SCHEMA
+}
+CATALOG_SCHEMA = pa.schema(
+    [
+        (name, pa.list_(pa.float64()) if name == "spacing" else pa.list_(pa.string()) if name == "files"
+         else pa.int64() if name in ("rows", "columns", "slices", "bytes")
+         else pa.float64() if name in ("kvp", "slice_thickness") else pa.string())
+        for name in q.CATALOG_COLUMNS
+    ]
+)
+
+
+def read_header_chunk(batch: dict[str, Any], *, salt: str, root: str) -> pa.Table:
+    """Ray Data batch function: header records of every path in the batch's chunks (one row per file)."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    records = []
+    for paths in batch["paths"]:
+        for path in paths:
+            rel = os.path.relpath(path, root).split(os.sep, 1)
+            record = read_header(path, salt=salt, site=rel[0] if len(rel) > 1 else "")
+            records.append({**_RECORD_DEFAULTS, **record, "node_id": node_id})
+    return pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
+
+
+def auto_chunk_size(files: int, cpus: float) -> int:
+    """Files per task: about four tasks per CPU (load balance), within [CHUNK_MIN, CHUNK_MAX] (overhead)."""
+    return int(min(CHUNK_MAX, max(CHUNK_MIN, -(-files // max(1, int(4 * cpus))))))
+
+
+def read_headers(
+    files: Sequence[str], *, root: str, salt: str, chunk_size: int | None = None, progress: bool = True
+) -> pa.Table:
+    """Read the headers of ``files`` on the Ray cluster (connect first); returns one record per file."""
+    import ray
+
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(len(files), ray.cluster_resources().get("CPU", 1.0))
+    parts = chunks(list(files), chunk_size)
+    if not parts:
+        return RECORD_SCHEMA.empty_table()
+    ctx = ray.data.DataContext.get_current()
+    bars = ctx.enable_progress_bars
+    ctx.enable_progress_bars = False  # our own display below counts files, not blocks
+    try:
+        ds = ray.data.from_items([{"paths": p} for p in parts], override_num_blocks=len(parts))
+        ds = ds.map_batches(read_header_chunk, batch_size=1, batch_format="numpy",
+                            fn_kwargs={"salt": salt, "root": root}, num_cpus=1)
+        tables = []
+        with Progress(len(files), "headers", enabled=progress) as bar:
+            for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=4):
+                tables.append(table)
+                bar.advance(table.num_rows)
+    finally:
+        ctx.enable_progress_bars = bars
+    return pa.concat_tables(tables).cast(RECORD_SCHEMA)
+
+
+def catalog_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The catalog rows as a DataFrame in the contract's column order (ok rows first)."""
+    table = pa.Table.from_pylist([{c: r.get(c, q.CATALOG_DEFAULTS[c]) for c in q.CATALOG_COLUMNS} for r in rows],
+                                 schema=CATALOG_SCHEMA)
+    df = table.to_pandas()
+    return df.sort_values(["status", "site", "series_key"], ignore_index=True)
+
+
+def build_catalog(
+    archive: Path | str,
+    out: Path | str,
+    address: str | None = None,
+    *,
+    rules: Path | str | None = None,
+    chunk_size: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Catalog ``archive`` on Ray (header-only) and write ``out`` (Parquet); returns the catalog.
+
+    Args:
+        archive: folder of DICOM files (any layout; links are not followed).
+        out: the Parquet file to write.
+        address: Ray address (default ``$RAY_ADDRESS``, else an embedded cluster).
+        rules: a YAML rules file tried before the default protocol rules.
+        chunk_size: files per header-read task (default: ``auto_chunk_size``).
+        progress: show a progress display on stderr.
+
+    ``df.attrs`` holds ``node_ids`` (the Ray nodes that read headers), ``files`` and ``seconds``.
+    """
+    from ctharmony import cluster
+
+    started = time.perf_counter()
+    classifier = load_rules(rules)  # fail on a bad rules file before any work
+    listing = list_archive(archive)
+    cluster.connect(address, quiet=not progress)
+    headers = read_headers(listing.files, root=str(listing.root), salt=pseudonym_salt(),
+                           chunk_size=chunk_size, progress=progress)
+    node_ids = sorted(set(headers.column("node_id").to_pylist())) if headers.num_rows else []
+    records = headers.drop_columns(["node_id"]).to_pylist()
+    rows = group_series(records, classifier.classify)
+    rows += [q.file_row(path, why) for path, why in listing.unsafe]
+    df = catalog_frame(rows)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out, index=False, schema=CATALOG_SCHEMA)
+    df.attrs.update(node_ids=node_ids, files=len(listing.files) + len(listing.unsafe),
+                    seconds=time.perf_counter() - started)
+    log.info("catalog written to %s\n%s", out, summarize(df))
+    return df
+
+
+def read_catalog(path: Path | str) -> pd.DataFrame:
+    """Read a catalog Parquet file."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, pa.ArrowException) as err:
+        raise OSError(f"{path}: cannot read the catalog ({err})") from err
+
+
+def summarize(df: pd.DataFrame) -> str:
+    """A short human summary: series ok / quarantined by reason, sites, protocols."""
+    ok = df[df["status"] == "ok"]
+    bad = df[df["status"] != "ok"]
+    lines = [
+        f"{len(ok)} series ok ({int(ok['slices'].sum())} files), "
+        f"{len(bad)} quarantine rows ({sum(len(f) for f in bad['files'])} files)"
+    ]
+    if len(bad):
+        counts = bad["reason"].map(q.category).value_counts()
+        lines.append("quarantined: " + ", ".join(f"{reason} {n}" for reason, n in counts.items()))
+    if len(ok):
+        sites = ok["site"].replace("", "(none)").value_counts()
+        lines.append("sites: " + ", ".join(f"{s} {n}" for s, n in sites.sort_index().items()))
+        protocols = ok["protocol"].value_counts()
+        lines.append("protocols: " + ", ".join(f"{p} {n}" for p, n in protocols.sort_index().items()))
+        warned = ok[ok["warnings"] != ""]
+        if len(warned):
+            lines.append(f"series with warnings (gap, variable spacing, tilt...): {len(warned)}")
+    return "\n".join(lines)

@@ -1,0 +1,182 @@
+"""Small synthetic CT DICOM series written with pydicom, for tests and benchmarks.
+
+These are not a phantom (see ``ctharmony.phantom`` for that): just valid CT Image Storage files with
+controllable geometry, tags and transfer syntax, so the catalog and the reader can be exercised on
+every odd case an archive holds (tilt, gaps, scouts, compressed pixel data...).
+
+Example:
+    >>> paths = write_ct_series(tmp / "s1", slices=4, rows=16, columns=16)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    generate_uid,
+)
+
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def ct_slice_dataset(
+    pixels: np.ndarray,
+    *,
+    position: Sequence[float],
+    orientation: Sequence[float] = AXIAL,
+    pixel_spacing: Sequence[float] = (0.8, 0.8),
+    series_uid: str,
+    study_uid: str,
+    frame_uid: str,
+    instance: int = 1,
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    tags: dict[str, Any] | None = None,
+) -> Dataset:
+    """One CT Image Storage dataset with stored values ``pixels`` (uint16 or int16)."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    sop_uid = generate_uid(entropy_srcs=[series_uid, str(instance), str(list(position))])
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_uid
+    ds.Modality = "CT"
+    ds.PatientName = "SYNTH^PATIENT"
+    ds.PatientID = "SYNTH-0001"
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = frame_uid
+    ds.StudyDate = "20240101"
+    ds.StudyTime = "120000"
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = instance
+    ds.Manufacturer = "SIEMENS"
+    ds.ManufacturerModelName = "SOMATOM Force"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SeriesDescription = "Abdomen PV 3.0 Br40 FBP"
+    ds.ConvolutionKernel = "Br40"
+    ds.KVP = 120
+    ds.SliceThickness = 1.0
+    ds.ImagePositionPatient = [float(v) for v in position]
+    ds.ImageOrientationPatient = [float(v) for v in orientation]
+    ds.PixelSpacing = [float(v) for v in pixel_spacing]
+    ds.PositionReferenceIndicator = ""
+    ds.AcquisitionNumber = 1
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1 if pixels.dtype == np.int16 else 0
+    ds.RescaleIntercept = intercept
+    ds.RescaleSlope = slope
+    ds.RescaleType = "HU"
+    for key, value in (tags or {}).items():
+        if value is None:
+            if key in ds:
+                delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    return ds
+
+
+def write_ct_series(
+    out_dir: Path,
+    *,
+    slices: int = 4,
+    rows: int = 16,
+    columns: int = 16,
+    spacing: float = 2.0,
+    origin: Sequence[float] = (-10.0, -12.0, 30.0),
+    orientation: Sequence[float] = AXIAL,
+    positions: Sequence[Sequence[float]] | None = None,
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+    frame_uid: str | None = None,
+    tags: dict[str, Any] | None = None,
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    seed: int = 0,
+    shuffle_names: bool = True,
+) -> list[Path]:
+    """Write a CT series, one file per slice; returns the paths in slice order (along the normal).
+
+    Stored values are random uint16 in [0, 2000] (HU = value - 1024). ``positions`` overrides the
+    regular grid (for gaps, tilt...). File names are shuffled so that readers must sort by geometry.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    series_uid = series_uid or generate_uid(entropy_srcs=[str(out_dir), str(seed), "series"])
+    study_uid = study_uid or generate_uid(entropy_srcs=[str(out_dir), str(seed), "study"])
+    frame_uid = frame_uid or generate_uid(entropy_srcs=[str(out_dir), str(seed), "frame"])
+    normal = np.cross(orientation[:3], orientation[3:])
+    if positions is None:
+        positions = [np.asarray(origin) + k * spacing * normal for k in range(slices)]
+    names = rng.permutation(len(positions)) if shuffle_names else np.arange(len(positions))
+    paths = []
+    for k, position in enumerate(positions):
+        pixels = rng.integers(0, 2000, size=(rows, columns), dtype=np.uint16)
+        ds = ct_slice_dataset(
+            pixels,
+            position=position,
+            orientation=orientation,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            frame_uid=frame_uid,
+            instance=k + 1,
+            tags=tags,
+        )
+        path = out_dir / f"IM{names[k]:05d}.dcm"
+        if transfer_syntax == JPEG2000Lossless:
+            ds.compress(JPEG2000Lossless)
+        elif transfer_syntax == ImplicitVRLittleEndian:
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        ds.save_as(path, enforce_file_format=True)
+        if transfer_syntax == JPEGLosslessSV1:
+            transcode_with_gdcm(path, "JPEGLosslessProcess14_1")
+        elif transfer_syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless):
+            raise ValueError(f"synthetic series: transfer syntax {transfer_syntax} is not supported")
+        paths.append(path)
+    return paths
+
+
+def transcode_with_gdcm(path: Path, syntax_name: str) -> None:
+    """Re-encode ``path`` in place with GDCM (e.g. ``JPEGLosslessProcess14_1``, which pydicom cannot write)."""
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(path))
+    if not reader.Read():
+        raise OSError(f"{path}: GDCM could not read the file")
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax_name)))
+    change.SetInput(reader.GetImage())
+    if not change.Change():
+        raise OSError(f"{path}: GDCM could not transcode to {syntax_name}")
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(path))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    if not writer.Write():
+        raise OSError(f"{path}: GDCM could not write the transcoded file")
+
