@@ -199,6 +199,7 @@ class UNetSpec:
 
     channels: int = 32
     depth: int = 4
+    norm: str = "batch"  # "batch", "group" (per-image: invariant to global intensity shifts) or "none"
 
 
 @dataclasses.dataclass
@@ -217,6 +218,7 @@ class OptimSpec:
     """Adam with a step decay after half the epochs of each stage."""
 
     lr: float = 1e-4
+    lr_stage2: float | None = None  # stage 2's starting lr (None: the same as lr, as in the paper)
     betas: tuple[float, float] = (0.9, 0.99)
     lr_decay: float = 0.95
     decay_after: float = 0.5  # fraction of a stage's epochs after which the lr decays per epoch

@@ -117,5 +117,9 @@ def test_baselines_run_in_the_conversion_predictor():
         assert out["model_name"].tolist() == [name] and out["model_version"].tolist() == [model.version]
         body = m80 > -500
         assert np.abs(out["hu_harmonized"][0][body] - m80[body]).mean() < 15.0
+    # unbound, the per-protocol baseline is bound to each row's protocol by the predictor
+    bound = predictors.HarmonizerPredictor(linear, device="cpu")({**batch, "protocol": np.array(["M40"])})
+    assert bound["status"].tolist() == ["ok"], bound["reason"]
+    assert np.abs(bound["hu_harmonized"][0][body] - m80[body]).mean() < 15.0
     failed = predictors.HarmonizerPredictor(linear, device="cpu")(batch)  # no protocol: a clear failure
-    assert failed["status"].tolist() == ["failed"] and "per protocol" in failed["reason"][0]
+    assert failed["status"].tolist() == ["failed"] and "needs the series' protocol" in failed["reason"][0]

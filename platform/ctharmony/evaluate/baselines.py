@@ -243,6 +243,9 @@ class _ProtocolBound(_Baseline):
         return self.baseline(hu, protocol=self.protocol)
 
 
+BASELINE_SUFFIXES = (".npz", ".json")
+
+
 def load_baseline(path: str | Path) -> HistogramMatchingBaseline | LinearRecalibrationBaseline:
     """Load a saved baseline: ``.npz`` = histogram matching, ``.json`` = linear recalibration."""
     suffix = Path(path).suffix.lower()

@@ -1,0 +1,191 @@
+"""Ray Data predictors: callable classes that load a model ONCE and map series batches.
+
+Each batch is a ``dict[str, np.ndarray]`` with one entry per series (the pipeline uses one series per
+batch); ``hu`` holds each series' ``(z, y, x)`` HU volume. A row whose ``status`` is not ``"ok"`` is
+passed through untouched; an exception on one row marks that row failed (``reason`` names the stage)
+and never stops the batch. Both classes work on a plain batch without Ray.
+
+Example:
+    >>> harmonize = HarmonizerPredictor("models:/ctharmony-harmonizer@champion")  # doctest: +SKIP
+    >>> batch = {"series_key": np.array(["1.2.3"]), "hu": np.zeros((1, 8, 64, 64), np.float32)}
+    >>> harmonize(batch)["hu_harmonized"].shape  # doctest: +SKIP
+    (1, 8, 64, 64)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ctharmony.infer.model_source import load_hu_model, model_identity
+from ctharmony.infer.tiling import predict_slices, select_device
+
+Batch = dict[str, np.ndarray]
+
+
+def as_column(values: list[np.ndarray]) -> np.ndarray:
+    """Stack equal-shaped arrays; otherwise an object array of arrays (Ray's variable-shape tensors)."""
+    if values and all(v.shape == values[0].shape and v.dtype == values[0].dtype for v in values):
+        return np.stack(values)
+    column = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        column[i] = value
+    return column
+
+
+def batch_size_of(batch: Batch) -> int:
+    return len(next(iter(batch.values()))) if batch else 0
+
+
+def current_node_id() -> str:
+    """The Ray node this code runs on ("" outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:  # noqa: BLE001 - diagnostics only
+        return ""
+
+
+class _SlicePredictor:
+    """Shared set-up: model loaded once, device, mixed precision, slice batches, tiling, threads."""
+
+    kind = "model"
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        batch_slices: int = 8,
+        device: str | None = None,
+        amp: bool | None = None,
+        tile: int | None = None,
+        overlap: int = 32,
+        threads: int | None = None,
+    ) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = select_device(device)
+        self.model = load_hu_model(model).to(self.device).eval()
+        self.name, self.version = model_identity(self.model, fallback=self.kind)
+        self.amp = self.device.type == "cuda" if amp is None else bool(amp)
+        self.batch_slices = batch_slices
+        self.tile = tile
+        self.overlap = overlap
+        self.node_id = current_node_id()
+
+    def predict(self, volume: np.ndarray, protocol: str | None = None) -> np.ndarray:
+        """The model's output for every slice of ``volume`` (z, y, x), float32.
+
+        A model that depends on the input protocol (``needs_protocol``, e.g. a per-protocol linear
+        recalibration baseline) is bound to the series' ``protocol`` first.
+        """
+        model = self.model
+        if getattr(model, "needs_protocol", False):
+            if not protocol:
+                raise ValueError(f"{self.name} needs the series' protocol, and the catalog row has none")
+            model = model.for_protocol(protocol)
+        return predict_slices(
+            model,
+            volume,
+            batch_slices=self.batch_slices,
+            device=self.device,
+            amp=self.amp,
+            tile=self.tile,
+            overlap=self.overlap,
+        )
+
+    @staticmethod
+    def _statuses(batch: Batch) -> tuple[list[str], list[str]]:
+        n = batch_size_of(batch)
+        status = [str(s) for s in batch.get("status", ["ok"] * n)]
+        reason = [str(r) for r in batch.get("reason", [""] * n)]
+        return status, reason
+
+
+class HarmonizerPredictor(_SlicePredictor):
+    """HU volume -> harmonized HU volume (the 80 keV reference look). Adds ``hu_harmonized``,
+    ``seconds_harmonize``, ``model_name``, ``model_version`` and ``node_id``."""
+
+    kind = "harmonizer"
+
+    def __call__(self, batch: Batch) -> Batch:
+        status, reason = self._statuses(batch)
+        outputs, seconds = [], []
+        for i in range(len(status)):
+            start = time.perf_counter()
+            result = np.zeros((0, 0, 0), np.float32)
+            if status[i] == "ok":
+                try:
+                    protocols = batch.get("protocol")
+                    protocol = str(protocols[i]) if protocols is not None else None
+                    result = self.predict(np.asarray(batch["hu"][i], dtype=np.float32), protocol)
+                except Exception as err:  # noqa: BLE001 - one bad series never stops the job
+                    status[i], reason[i] = "failed", f"harmonize: {type(err).__name__}: {err}"
+            outputs.append(result)
+            seconds.append(time.perf_counter() - start)
+        n = len(status)
+        return {
+            **batch,
+            "hu_harmonized": as_column(outputs),
+            "seconds_harmonize": np.asarray(seconds, dtype=np.float64),
+            "model_name": np.asarray([self.name] * n),
+            "model_version": np.asarray([self.version] * n),
+            "node_id": np.asarray([self.node_id] * n),
+            "status": np.asarray(status),
+            "reason": np.asarray(reason),
+        }
+
+
+class SegmenterPredictor(_SlicePredictor):
+    """Liver masks (uint8) of the original and, when present, the harmonized volume of each row.
+
+    Both volumes of a series go through the network in the same slice batches. Adds
+    ``mask_original``, ``mask_harmonized``, ``seconds_segment``, ``segmenter_name``,
+    ``segmenter_version``.
+    """
+
+    kind = "segmenter"
+
+    def __init__(self, model: Any, *, threshold: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.threshold = threshold
+
+    def __call__(self, batch: Batch) -> Batch:
+        status, reason = self._statuses(batch)
+        originals, harmonized, seconds = [], [], []
+        empty = np.zeros((0, 0, 0), np.uint8)
+        for i in range(len(status)):
+            start = time.perf_counter()
+            mask_o = mask_h = empty
+            if status[i] == "ok":
+                try:
+                    volume = np.asarray(batch["hu"][i], dtype=np.float32)
+                    stacked = [volume]
+                    if "hu_harmonized" in batch:
+                        stacked.append(np.asarray(batch["hu_harmonized"][i], dtype=np.float32))
+                    prob = self.predict(np.concatenate(stacked, axis=0))
+                    masks = (prob >= self.threshold).astype(np.uint8)
+                    mask_o = masks[: volume.shape[0]]
+                    mask_h = masks[volume.shape[0] :] if len(stacked) > 1 else empty
+                except Exception as err:  # noqa: BLE001 - one bad series never stops the job
+                    status[i], reason[i] = "failed", f"segment: {type(err).__name__}: {err}"
+                    mask_o = mask_h = empty
+            originals.append(mask_o)
+            harmonized.append(mask_h)
+            seconds.append(time.perf_counter() - start)
+        n = len(status)
+        return {
+            **batch,
+            "mask_original": as_column(originals),
+            "mask_harmonized": as_column(harmonized),
+            "seconds_segment": np.asarray(seconds, dtype=np.float64),
+            "segmenter_name": np.asarray([self.name] * n),
+            "segmenter_version": np.asarray([self.version] * n),
+            "status": np.asarray(status),
+            "reason": np.asarray(reason),
+        }

@@ -1,0 +1,136 @@
+"""Write one converted series: harmonized DICOM series, two DICOM SEGs, two mask files, a results row.
+
+Everything is written into a staging folder and renamed into place at the end (see
+:mod:`ctharmony.infer.resume`), so a crash leaves either the complete series or nothing. A failure
+here marks the row failed with its reason; it never raises into the pipeline.
+
+Example:
+    >>> record = write_converted_series(row, "converted/")  # doctest: +SKIP
+    >>> record["status"], record["seg_original_path"]  # doctest: +SKIP
+    ('done', '/.../converted/series/1.2.3/seg_original.dcm')
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctharmony.infer.resume import OutputLayout
+
+IDENTITY_FIELDS = ("series_key", "series_uid", "study_uid", "patient_key", "site", "protocol")
+RECORD_DEFAULTS: dict[str, Any] = {
+    "model_name": "", "model_version": "", "segmenter_name": "", "segmenter_version": "",
+    "output_series_uid": "", "output_dir": "", "seg_original_path": "", "seg_harmonized_path": "",
+    "mask_original_path": "", "mask_harmonized_path": "",
+    "liver_volume_ml_original": float("nan"), "liver_volume_ml_harmonized": float("nan"),
+    "seconds_read": 0.0, "seconds_harmonize": 0.0, "seconds_segment": 0.0, "seconds_write": 0.0,
+    "slices": 0, "node_id": "", "status": "failed", "reason": "",
+}
+
+
+def base_record(row: dict[str, Any]) -> dict[str, Any]:
+    """The results row of ``row`` with everything known so far (identity, models, timings, status)."""
+    record = {field: _scalar(row.get(field, "")) for field in IDENTITY_FIELDS}
+    for field, default in RECORD_DEFAULTS.items():
+        value = row.get(field, default)
+        record[field] = type(default)(_scalar(value)) if value is not None else default
+    return record
+
+
+def volume_of(row: dict[str, Any], hu: np.ndarray):
+    """Rebuild the source ``Volume`` (geometry + tags) carried by a pipeline row around ``hu``."""
+    from ctharmony.archive import Volume
+
+    return Volume(
+        hu=np.asarray(hu),
+        spacing=tuple(np.asarray(row["spacing"], dtype=float)),
+        origin=tuple(np.asarray(row["origin"], dtype=float)),
+        direction=np.asarray(row["direction"], dtype=float).reshape(3, 3),
+        tags=pickle.loads(row["tags"]),
+    )
+
+
+def derived_volume(volume, files: list[Path]):
+    """The harmonized Volume re-described by the files just written (new UIDs, new source files)."""
+    import pydicom
+
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    tags = {
+        **volume.tags,
+        "SeriesInstanceUID": str(headers[0].SeriesInstanceUID),
+        "SOPInstanceUIDs": [str(h.SOPInstanceUID) for h in headers],
+        "source_files": [str(f) for f in files],
+    }
+    return volume.with_hu(volume.hu, **tags), str(headers[0].SeriesInstanceUID)
+
+
+def write_converted_series(row: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """Write the outputs of one pipeline row; returns its results row (status done or failed)."""
+    layout = OutputLayout(out)
+    record = base_record(row)
+    key = record["series_key"]
+    if record["status"] != "ok":
+        record["status"] = "failed"
+        return record
+    if layout.is_done(key):  # a retried task after the first attempt committed
+        return layout.read_record(key)
+    start = time.perf_counter()
+    staging = None
+    try:
+        staging = layout.new_staging_dir(key)
+        record = _write_outputs(row, record, staging)
+        record["seconds_write"] = time.perf_counter() - start
+        layout.write_record(staging, record)
+        layout.commit(staging, key)
+        return layout.read_record(key)
+    except Exception as err:  # noqa: BLE001 - one bad series never stops the job
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        record.update(status="failed", reason=f"write: {type(err).__name__}: {err}",
+                      seconds_write=time.perf_counter() - start)
+        return record
+
+
+def _write_outputs(row: dict[str, Any], record: dict[str, Any], staging: Path) -> dict[str, Any]:
+    from ctharmony.archive import write_derived_series, write_seg
+
+    original = volume_of(row, row["hu"])
+    harmonized = original.with_hu(np.asarray(row["hu_harmonized"], dtype=np.float32))
+    mask_original = np.asarray(row["mask_original"], dtype=np.uint8)
+    mask_harmonized = np.asarray(row["mask_harmonized"], dtype=np.uint8)
+    files = write_derived_series(harmonized, staging / "harmonized", model_name=record["model_name"],
+                                 model_version=record["model_version"])
+    harmonized, output_uid = derived_volume(harmonized, [Path(f) for f in files])  # volume order
+    algorithm = {"algorithm_name": record["segmenter_name"], "algorithm_version": record["segmenter_version"]}
+    with warnings.catch_warnings():  # highdicom's nag about one-component (pseudonymous) patient names
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        write_seg(mask_original, original, staging / "seg_original.dcm", **algorithm)
+        write_seg(mask_harmonized, harmonized, staging / "seg_harmonized.dcm", **algorithm)
+    spacing = np.asarray(original.spacing, dtype=np.float64)
+    for name, mask in (("original", mask_original), ("harmonized", mask_harmonized)):
+        np.savez_compressed(staging / f"mask_{name}.npz", mask=mask, spacing=spacing)
+    # paths as they will be once the staging folder is renamed into place
+    record.update(
+        output_series_uid=output_uid,
+        output_dir=str(staging / "harmonized"),
+        seg_original_path=str(staging / "seg_original.dcm"),
+        seg_harmonized_path=str(staging / "seg_harmonized.dcm"),
+        mask_original_path=str(staging / "mask_original.npz"),
+        mask_harmonized_path=str(staging / "mask_harmonized.npz"),
+        liver_volume_ml_original=float(mask_original.sum()) * original.voxel_volume_ml,
+        liver_volume_ml_harmonized=float(mask_harmonized.sum()) * original.voxel_volume_ml,
+        slices=int(original.shape[0]),
+        status="done",
+        reason="",
+    )
+    return record
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

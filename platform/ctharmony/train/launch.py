@@ -1,0 +1,192 @@
+"""Launch harmonizer training: ``build_trainer`` (a Ray Train ``TorchTrainer``) and ``train`` (fit +
+MLflow params, per-epoch metrics, model logged and registered).
+
+The recipe, with the Ray-specific lines few and visible: catalog -> study records -> patient split
+-> two Ray Datasets (``train`` sharded over workers, ``val`` whole on each) -> ``TorchTrainer`` running
+:func:`ctharmony.train.loop.train_loop_per_worker` on N DDP workers. ``build_trainer`` is also what a
+Ray Tune function trainable calls (pass ``TuneReportCallback()`` in ``callbacks``).
+
+Example:
+    >>> trainer = build_trainer("cpu-small", Path("catalog.parquet"), workers=2, use_gpu=False,
+    ...                         storage_path="/tmp/ray_results", name="h1")  # doctest: +SKIP
+    >>> result = trainer.fit()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ctharmony.config import ModelSpec, data_home, to_dict
+from ctharmony.models.registry import load_spec
+
+log = logging.getLogger(__name__)
+EXPERIMENT = "ctharmony-train"
+
+
+def segmenter_payload(uri: str | None) -> dict[str, Any] | None:
+    """The reference segmenter as ``{"spec": dict, "state": state dict}`` (shipped in the loop config, so
+    workers on any node get it without reaching the MLflow store)."""
+    if not uri:
+        return None
+    from ctharmony.models.io import load_model
+
+    model = load_model(uri)
+    if model.kind != "segmenter":
+        raise ValueError(f"train.segmenter {uri} is a {model.kind}, not a segmenter")
+    return {"spec": to_dict(model.spec), "state": {k: v.cpu() for k, v in model.net.state_dict().items()}}
+
+
+def build_trainer(
+    spec: ModelSpec | str | Path,
+    catalog: Path,
+    *,
+    workers: int,
+    use_gpu: bool,
+    storage_path: str,
+    name: str,
+    callbacks: Sequence[Any] = (),
+    resources_per_worker: dict[str, float] | None = None,
+) -> Any:
+    """A ``ray.train.torch.TorchTrainer`` for the harmonizer described by ``spec`` on ``catalog``.
+
+    A rerun with the same ``storage_path`` and ``name`` resumes from the latest checkpoint.
+    """
+    import ray.data
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from ctharmony.train.data import pad_to_workers, read_catalog, split_by_patient, study_records
+    from ctharmony.train.loop import train_loop_per_worker
+
+    spec = load_spec(spec)
+    if spec.kind != "harmonizer":
+        raise ValueError(f"spec {spec.name!r} is a {spec.kind}; build_trainer trains harmonizers")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    t = spec.train
+    records = study_records(read_catalog(catalog), t.protocols, t.target_protocol)
+    train_records, val_records = split_by_patient(records, t.val_fraction, t.seed)
+    log.info("training on %d studies, validating on %d (by patient)", len(train_records), len(val_records))
+    datasets = {
+        "train": ray.data.from_items(pad_to_workers(train_records, workers)),
+        "val": ray.data.from_items(val_records),
+    }
+    config = {"spec": to_dict(spec), "segmenter": segmenter_payload(t.segmenter)}
+    resources = resources_per_worker or ({"CPU": 1, "GPU": 1} if use_gpu else {"CPU": 1})
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(storage_path),
+            callbacks=list(callbacks),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+
+
+@dataclasses.dataclass
+class TrainOutcome:
+    """What :func:`train` produced."""
+
+    run_id: str
+    model_uri: str
+    registered_version: str | None
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    checkpoint_path: str
+
+
+def default_storage() -> Path:
+    return data_home() / "ray_results"
+
+
+def latest_run_name(storage_path: str | Path, prefix: str) -> str | None:
+    """The newest run folder named ``<prefix>-*`` under ``storage_path`` (for ``--resume``)."""
+    root = Path(storage_path)
+    runs = sorted(p for p in root.glob(f"{prefix}-*") if p.is_dir()) if root.is_dir() else []
+    return runs[-1].name if runs else None
+
+
+def load_checkpoint_state(checkpoint: Any) -> dict[str, Any]:
+    """The ``state.pt`` dict of a training checkpoint."""
+    import torch
+
+    from ctharmony.train.loop import STATE_FILE
+
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def train(
+    spec: ModelSpec | str | Path,
+    catalog: Path,
+    *,
+    workers: int = 2,
+    use_gpu: bool = False,
+    storage_path: str | Path | None = None,
+    name: str | None = None,
+    resume: bool = False,
+    register: bool = True,
+    experiment: str = EXPERIMENT,
+    overrides: Sequence[str] = (),
+) -> TrainOutcome:
+    """Fit the harmonizer, then log params, per-epoch metrics and the EMA generator to MLflow.
+
+    Args:
+        spec: spec name, YAML path or object; ``overrides`` (``key=value``) applied on top.
+        resume: continue the newest run of this spec under ``storage_path`` (or ``name``).
+        register: register the model as ``ctharmony-harmonizer``.
+    """
+    import mlflow
+
+    from ctharmony import tracking
+    from ctharmony.models.hu_model import HUModel
+    from ctharmony.models.io import REGISTERED, log_model
+    from ctharmony.models.registry import build_network
+
+    spec = load_spec(spec, overrides)
+    storage = Path(storage_path or default_storage())
+    if name is None:
+        previous = latest_run_name(storage, spec.name) if resume else None
+        name = previous or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    trainer = build_trainer(spec, catalog, workers=workers, use_gpu=use_gpu, storage_path=str(storage),
+                            name=name)
+    result = trainer.fit()
+    if result.error is not None:
+        raise RuntimeError(f"training run {name} failed: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run {name} produced no checkpoint")
+    state = load_checkpoint_state(result.checkpoint)
+    net = build_network(spec)
+    net.load_state_dict(state["net_g_ema"])
+    model = HUModel(net, spec).eval()
+    history = list(state["history"])
+    with tracking.start_run(experiment, run_name=name, config=spec,
+                            tags={"ctharmony.kind": "harmonizer", "ctharmony.workers": str(workers)}) as run:
+        perceptual = spec.loss.perceptual_net if spec.loss.perceptual and spec.train.epochs_stage2 else "none"
+        mlflow.log_params({"perceptual_extractor_used": perceptual, "catalog": str(catalog)})
+        for row in history:
+            numbers = {k: float(v) for k, v in row.items() if isinstance(v, int | float)}  # contract keys
+            mlflow.log_metrics(numbers, step=int(row["epoch"]))
+        registered = REGISTERED["harmonizer"] if register else None
+        info = log_model(model, "harmonizer", registered_model_name=registered)
+        run_id = run.info.run_id
+    return TrainOutcome(
+        run_id=run_id,
+        model_uri=info.model_uri,
+        registered_version=model.version if register else None,
+        metrics=dict(history[-1]) if history else {},
+        history=history,
+        checkpoint_path=result.checkpoint.path,
+    )

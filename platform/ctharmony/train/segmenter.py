@@ -1,0 +1,189 @@
+"""Train the reference liver segmenter (2D U-Net) on M80 series only, and register it in MLflow.
+
+It stands in for the paper's commercial segmenter: trained on the reference reconstruction only, so
+it works on M80 and fails where intensities shift (M40) — the failure harmonization must repair.
+Masks are the phantom's ``<masks>/<StudyInstanceUID>.nii.gz``, resampled (nearest neighbour) onto the
+series' grid in physical space. Whole slices, Dice + BCE, Adam; validation Dice on held-out patients.
+
+Example:
+    >>> outcome = train_segmenter(Path("cat.parquet"), Path("ph/masks"), "liver-unet")  # doctest: +SKIP
+    >>> outcome.metrics["val/dice"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ctharmony.config import ModelSpec
+from ctharmony.models.hu_model import HUModel, normalize, pad_to_multiple
+from ctharmony.models.registry import build_network, load_spec
+from ctharmony.train.data import TrainingDataError, read_catalog, split_by_patient
+
+log = logging.getLogger(__name__)
+EXPERIMENT = "ctharmony-segmenter"
+
+
+def read_mask_on_grid(mask_path: Path, files: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The series' HU volume and its liver mask resampled onto the series' grid (both (z, y, x))."""
+    import SimpleITK as sitk
+
+    from ctharmony.archive import read_series
+
+    volume = read_series(files)
+    image = volume.to_sitk()
+    hu = volume.hu.astype(np.float32, copy=False)
+    try:
+        mask = sitk.ReadImage(str(mask_path))
+    except RuntimeError as err:
+        raise TrainingDataError(f"cannot read liver mask {mask_path}: {err}") from err
+    on_grid = sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return hu, (sitk.GetArrayFromImage(on_grid) > 0).astype(np.float32)
+
+
+def m80_records(catalog: Any, masks: Path, target: str = "M80") -> list[dict[str, Any]]:
+    """ok reference series whose study has a mask file."""
+    rows = catalog[(catalog["status"] == "ok") & (catalog["protocol"] == target)]
+    records = []
+    for _, row in rows.iterrows():
+        mask = Path(masks) / f"{row['study_uid']}.nii.gz"
+        if mask.is_file():
+            key = str(row["patient_key"])
+            records.append({"patient_key": key, "files": list(row["files"]), "mask": mask})
+    if not records:
+        raise TrainingDataError(f"no ok {target} series in the catalog has a mask in {masks}")
+    return records
+
+
+def soft_dice_loss(logits: torch.Tensor, mask: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    prob = torch.sigmoid(logits)
+    inter = (prob * mask).sum()
+    return 1.0 - (2.0 * inter + eps) / (prob.sum() + mask.sum() + eps)
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    total = float(pred.sum() + truth.sum())
+    return 1.0 if total == 0 else 2.0 * float((pred * truth).sum()) / total
+
+
+@dataclasses.dataclass
+class SegmenterOutcome:
+    model: HUModel
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]
+
+
+def sample_batches(hu: np.ndarray, masks: np.ndarray, spec: ModelSpec,
+                   rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One epoch of (image, mask) batches of shape (B, 1, H, W): whole slices, or random square patches.
+
+    With ``train.patch_size`` > 0 each batch holds random crops (``train.patches_per_epoch`` of them per
+    epoch, 0: one per slice) from random slices, as nnU-Net trains: the network sees local intensity and
+    texture rather than the whole abdomen's shape. Otherwise whole slices in a random order.
+    """
+    size, batch = spec.train.patch_size, spec.train.batch_size
+    if size <= 0:
+        order = rng.permutation(len(hu))
+        for start in range(0, len(order), batch):
+            idx = order[start : start + batch]
+            yield hu[idx], masks[idx]
+        return
+    height, width = hu.shape[-2:]
+    if size > min(height, width):
+        raise ValueError(f"train.patch_size {size} exceeds the training slices ({height}x{width})")
+    count = spec.train.patches_per_epoch or len(hu)
+    for start in range(0, count, batch):
+        n = min(batch, count - start)
+        idx = rng.integers(0, len(hu), n)
+        ys = rng.integers(0, height - size + 1, n)
+        xs = rng.integers(0, width - size + 1, n)
+        crops = [(hu[i, :, y : y + size, x : x + size], masks[i, :, y : y + size, x : x + size])
+                 for i, y, x in zip(idx, ys, xs, strict=True)]
+        yield np.stack([c for c, _ in crops]), np.stack([m for _, m in crops])
+
+
+def fit_segmenter(spec: ModelSpec, train: list[tuple[np.ndarray, np.ndarray]],
+                  val: list[tuple[np.ndarray, np.ndarray]], on_epoch: Any = None) -> HUModel:
+    """Train a U-Net on (HU volume, mask) pairs (slices or patches); ``on_epoch(epoch, metrics)`` is called."""
+    torch.manual_seed(spec.train.seed)
+    rng = np.random.default_rng(spec.train.seed)
+    model = HUModel(build_network(spec), spec)
+    opt = torch.optim.Adam(model.parameters(), lr=spec.optim.lr, betas=tuple(spec.optim.betas))
+    hu = np.concatenate([v for v, _ in train])[:, None]
+    masks = np.concatenate([m for _, m in train])[:, None]
+    epochs = spec.train.epochs_stage1 + spec.train.epochs_stage2
+    for epoch in range(epochs):
+        model.train()
+        losses = []
+        for x_np, y_np in sample_batches(hu, masks, spec, rng):
+            x, y = torch.from_numpy(np.ascontiguousarray(x_np)), torch.from_numpy(np.ascontiguousarray(y_np))
+            if rng.random() < 0.5:  # left-right flip: the only augmentation (no intensity changes)
+                x, y = x.flip(-1), y.flip(-1)
+            x_pad, (h, w) = pad_to_multiple(normalize(x, spec.intensity), model.size_multiple)
+            logits = model.net(x_pad)[..., :h, :w]
+            loss = F.binary_cross_entropy_with_logits(logits, y) + soft_dice_loss(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        metrics = {"train/loss": float(np.mean(losses)), "val/dice": evaluate_dice(model, val)}
+        log.info("segmenter epoch %d/%d: %s", epoch + 1, epochs, metrics)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, metrics)
+    return model.eval()
+
+
+@torch.no_grad()
+def evaluate_dice(model: HUModel, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Pooled Dice of the model's masks (p > 0.5) over whole volumes."""
+    model.eval()
+    inter = total = 0.0
+    for hu, mask in pairs:
+        pred = (model(torch.from_numpy(hu[:, None])).numpy()[:, 0] > 0.5).astype(np.float32)
+        inter += float((pred * mask).sum())
+        total += float(pred.sum() + mask.sum())
+    return 1.0 if total == 0 else 2.0 * inter / total
+
+
+def train_segmenter(
+    catalog: Path,
+    masks: Path,
+    spec: ModelSpec | str | Path = "liver-unet",
+    *,
+    overrides: Sequence[str] = (),
+    register: bool = True,
+    experiment: str = EXPERIMENT,
+) -> SegmenterOutcome:
+    """Train on the M80 series with their masks; log to MLflow, register ``ctharmony-liver-unet``."""
+    import mlflow
+
+    from ctharmony import tracking
+    from ctharmony.models.io import REGISTERED, log_model
+
+    spec = load_spec(spec, overrides)
+    if spec.kind != "segmenter":
+        raise ValueError(f"spec {spec.name!r} is a {spec.kind}, not a segmenter")
+    records = m80_records(read_catalog(catalog), masks, spec.train.target_protocol)
+    train_recs, val_recs = split_by_patient(records, spec.train.val_fraction, spec.train.seed)
+    train = [read_mask_on_grid(r["mask"], r["files"]) for r in train_recs]
+    val = [read_mask_on_grid(r["mask"], r["files"]) for r in val_recs]
+    log.info("segmenter: %d training and %d validation series (M80)", len(train), len(val))
+    with tracking.start_run(experiment, run_name=spec.name, config=spec,
+                            tags={"ctharmony.kind": "segmenter"}) as run:
+        mlflow.log_params({"train_series": len(train), "val_series": len(val)})
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            mlflow.log_metrics(metrics, step=epoch)
+
+        model = fit_segmenter(spec, train, val, on_epoch=on_epoch)
+        final = {"val/dice": evaluate_dice(model, val)}
+        registered = REGISTERED["segmenter"] if register else None
+        info = log_model(model, "segmenter", registered_model_name=registered)
+        return SegmenterOutcome(model=model, run_id=run.info.run_id, model_uri=info.model_uri, metrics=final)

@@ -1,0 +1,49 @@
+"""cluster.yaml validates against the Ray autoscaler's schema (offline, private API guarded)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
+
+
+@pytest.fixture(scope="module")
+def autoscaler():
+    try:
+        from ray.autoscaler._private.util import prepare_config, validate_config
+    except ImportError:  # a private API: newer Ray may move it
+        pytest.skip("this Ray has no ray.autoscaler._private.util.prepare_config/validate_config")
+    return prepare_config, validate_config
+
+
+def _validate(config, autoscaler):
+    prepare_config, validate_config = autoscaler
+    validate_config(prepare_config(copy.deepcopy(config)))
+
+
+def test_cluster_yaml_passes_the_autoscaler_schema(autoscaler):
+    config = yaml.safe_load(CLUSTER_YAML.read_text())
+    _validate(config, autoscaler)
+    head = config["available_node_types"][config["head_node_type"]]
+    workers = {k: v for k, v in config["available_node_types"].items() if k != config["head_node_type"]}
+    assert not head["node_config"]["InstanceType"].startswith(("g", "p"))  # a CPU head
+    gpu = workers["gpu_worker"]
+    assert gpu["node_config"]["InstanceType"].startswith(("g", "p")) and gpu["min_workers"] < gpu["max_workers"]
+    assert "gpu" in config["docker"]["image"]
+    assert any("pip install" in c and "ctharmony" in c for c in config["setup_commands"])
+
+
+def test_schema_check_catches_mistakes(autoscaler):
+    config = yaml.safe_load(CLUSTER_YAML.read_text())
+    misspelt = copy.deepcopy(config)
+    misspelt["max_worker"] = misspelt.pop("max_workers")
+    with pytest.raises(Exception, match="max_worker"):
+        _validate(misspelt, autoscaler)
+    wrong_head = copy.deepcopy(config)
+    wrong_head["head_node_type"] = "no_such_type"
+    with pytest.raises(Exception):  # noqa: B017 - the schema/validator raises ValueError or jsonschema errors
+        _validate(wrong_head, autoscaler)

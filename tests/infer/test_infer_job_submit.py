@@ -1,0 +1,36 @@
+"""`ray job submit ... -- python jobs/convert_archive.py ...` against a local head started (and stopped) here."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pandas as pd
+import pytest
+
+from ctharmony.infer.local_head import start_local_head, submit_and_stream
+
+pytestmark = pytest.mark.slow
+
+
+def test_job_submit_converts_and_its_logs_show_progress(subset_catalog, model_paths, tmp_path):
+    catalog = subset_catalog(tmp_path / "catalog.parquet", ("M40",))
+    out = tmp_path / "out"
+    head = start_local_head(num_cpus=2)
+    try:
+        code, logs = submit_and_stream(
+            head,
+            ["--catalog", str(catalog), "--harmonizer", model_paths[0], "--segmenter", model_paths[1],
+             "--out", str(out)],
+            echo=False, timeout_s=400,
+        )
+    finally:
+        head.stop()
+    assert code == 0, logs[-3000:]
+    assert re.search(r"progress: 2/2 series \(done 2, failed 0\)", logs), logs[-3000:]
+    assert "summary: 2 series converted, 0 failed" in logs
+    assert "succeeded" in logs  # the job CLI's final status line
+    results = pd.read_parquet(out / "results.parquet")
+    assert (results["status"] == "done").sum() == 2
+    with pytest.raises(ProcessLookupError):  # the head's whole process group is gone
+        os.killpg(head.process.pid, 0)

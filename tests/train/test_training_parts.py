@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ctharmony.config import IntensitySpec, ModelSpec
+from ctharmony.models.hu_model import HUModel
+from ctharmony.models.registry import load_spec
+from ctharmony.train.data import (
+    PairedPatchSampler,
+    TrainingDataError,
+    pad_to_workers,
+    split_by_patient,
+    study_records,
+)
+from ctharmony.train.ema import ModelEMA
+from ctharmony.train.loop import epoch_lr
+from ctharmony.train.validate import metrics_from_sums, slice_indices, validation_sums
+
+
+def _catalog() -> pd.DataFrame:
+    rows = []
+    for patient in range(5):
+        for protocol in ("M40", "M80", "FBP"):
+            rows.append({"study_uid": f"1.2.{patient}", "patient_key": f"pk{patient}", "protocol": protocol,
+                         "files": [f"/a/{patient}/{protocol}/{i}.dcm" for i in range(3)], "slices": 3,
+                         "status": "ok"})
+    rows.append({"study_uid": "1.2.9", "patient_key": "pk9", "protocol": "M40", "files": ["/x"], "slices": 1,
+                 "status": "ok"})  # no M80: not usable
+    rows.append({"study_uid": "1.2.0", "patient_key": "pk0", "protocol": "IR", "files": ["/q"], "slices": 1,
+                 "status": "quarantined"})
+    return pd.DataFrame(rows)
+
+
+def test_study_records_and_patient_split_are_deterministic() -> None:
+    records = study_records(_catalog(), ("FBP", "IR", "M40", "M80"))
+    assert len(records) == 5
+    assert set(json.loads(records[0]["files_json"])) == {"FBP", "M40", "M80"}  # quarantined IR left out
+    train, val = split_by_patient(records, 0.4, seed=0)
+    assert len(val) == 2 and len(train) == 3
+    assert not {r["patient_key"] for r in train} & {r["patient_key"] for r in val}
+    assert split_by_patient(records, 0.4, seed=0) == (train, val)
+    assert split_by_patient(records, 0.4, seed=1) != (train, val)
+    with pytest.raises(TrainingDataError, match="at least 2 patients"):
+        split_by_patient(records[:1], 0.5)
+    with pytest.raises(TrainingDataError, match="lacks column"):
+        study_records(_catalog().drop(columns=["files"]), ("M40",))
+
+
+def test_pad_to_workers_never_drops_a_study() -> None:
+    recs = [{"i": i} for i in range(3)]
+    assert pad_to_workers(recs, 2) == [{"i": 0}, {"i": 1}, {"i": 2}, {"i": 0}]
+    assert pad_to_workers(recs[:1], 2) == [{"i": 0}, {"i": 0}]
+
+
+def test_paired_patches_come_from_the_same_location() -> None:
+    base = np.arange(4 * 20 * 20, dtype=np.float32).reshape(4, 20, 20)
+    study = {"M80": base, "M40": base + 1000.0}
+    sampler = PairedPatchSampler([study], 8, "M80", np.random.default_rng(0))
+    x, y, names = sampler.sample(16)
+    assert x.shape == y.shape == (16, 1, 8, 8)
+    for xi, yi, name in zip(x, y, names, strict=True):
+        assert np.array_equal(xi - (1000.0 if name == "M40" else 0.0), yi)
+    assert set(names) == {"M40", "M80"}
+
+
+def test_ema_and_lr_schedule() -> None:
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(net.weight)
+    ema = ModelEMA(net, decay=0.5)
+    torch.nn.init.ones_(net.weight)
+    ema.update(net)
+    assert float(ema.module.weight) == pytest.approx(0.5)
+    spec = load_spec("cpu-small", ["train.epochs_stage1=4", "train.epochs_stage2=2", "optim.lr=1.0",
+                                   "optim.lr_stage2=null"])
+    lrs = [epoch_lr(spec, e) for e in range(6)]
+    assert lrs == pytest.approx([1.0, 1.0, 0.95, 0.95**2, 1.0, 0.95])  # decay after half of each stage
+    spec = load_spec("cpu-small", ["train.epochs_stage1=2", "train.epochs_stage2=2", "optim.lr=1.0",
+                                   "optim.lr_stage2=0.1"])
+    assert [epoch_lr(spec, e) for e in range(4)] == pytest.approx([1.0, 0.95, 0.1, 0.095])
+
+
+def test_validation_metrics_on_a_known_model() -> None:
+    class Shift(torch.nn.Module):  # converts M40 exactly to M80 in this toy: subtracts 100 HU
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x - 100.0 / 3072.0
+
+    spec = ModelSpec(name="t", intensity=IntensitySpec(-1024.0, 2048.0))
+    rng = np.random.default_rng(0)
+    m80 = rng.normal(0, 10, (6, 16, 16)).astype(np.float32)
+    study = {"M80": m80, "M40": m80 + 100.0}
+    sums = [validation_sums(HUModel(Shift(), spec), None, [study], ("M40", "M80"), "M80", 4, rank, 2)
+            for rank in range(2)]
+    metrics = metrics_from_sums(sums[0] + sums[1], ("M40", "M80"), 3072.0, with_dice=False)
+    assert metrics["val/mae_hu_raw/M40"] == pytest.approx(100.0, abs=1e-3)
+    assert metrics["val/mae_hu/M40"] == pytest.approx(0.0, abs=1e-2)
+    assert metrics["val/mae_hu/M80"] == pytest.approx(100.0, abs=1e-2)
+    assert metrics["val/psnr/M40"] > metrics["val/psnr/M80"]
+    assert metrics["val/mae_hu"] == pytest.approx(50.0, abs=1e-2)
+    assert slice_indices(10, 4) == [0, 3, 6, 9]
