@@ -75,7 +75,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
                 address="local",  # always a new embedded cluster, never a stray `ray start` head
                 num_cpus=num_cpus or cpus,
                 num_gpus=gpus,
-                include_dashboard=False,
+                # The dashboard serves Ray's State API, which Train's placement-group cleaner and
+                # `ray list` need; it listens on loopback only.
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
                 configure_logging=False,
                 log_to_driver=True,
             )
