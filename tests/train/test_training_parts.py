@@ -102,3 +102,22 @@ def test_validation_metrics_on_a_known_model() -> None:
     assert metrics["val/psnr/M40"] > metrics["val/psnr/M80"]
     assert metrics["val/mae_hu"] == pytest.approx(50.0, abs=1e-2)
     assert slice_indices(10, 4) == [0, 3, 6, 9]
+
+
+def test_segmenter_batches_are_aligned_patches_or_whole_slices() -> None:
+    from ctharmony.train.segmenter import sample_batches
+
+    rng = np.random.default_rng(0)
+    hu = rng.normal(size=(5, 1, 20, 24)).astype(np.float32)
+    masks = (hu > 0).astype(np.float32)  # a crop of the mask must match the crop of the image
+    spec = load_spec("liver-unet", ["train.patch_size=12", "train.batch_size=4", "train.patches_per_epoch=10"])
+    batches = list(sample_batches(hu, masks, spec, rng))
+    assert [b[0].shape for b in batches] == [(4, 1, 12, 12), (4, 1, 12, 12), (2, 1, 12, 12)]
+    for x, y in batches:
+        np.testing.assert_array_equal(y, (x > 0).astype(np.float32))
+        assert all(any(np.isin(patch, hu[i]).all() for i in range(5)) for patch in x[:, 0])
+    whole = list(sample_batches(hu, masks, load_spec("liver-unet", ["train.patch_size=0", "train.batch_size=2"]),
+                                rng))
+    assert sorted(float(x[0, 0, 0]) for b, _ in whole for x in b) == sorted(hu[:, 0, 0, 0].tolist())
+    with pytest.raises(ValueError, match="patch_size 32 exceeds"):
+        next(sample_batches(hu, masks, load_spec("liver-unet", ["train.patch_size=32"]), rng))

@@ -3,7 +3,8 @@
 It stands in for the paper's commercial segmenter: trained on the reference reconstruction only, so
 it works on M80 and fails where intensities shift (M40) — the failure harmonization must repair.
 Masks are the phantom's ``<masks>/<StudyInstanceUID>.nii.gz``, resampled (nearest neighbour) onto the
-series' grid in physical space. Whole slices, Dice + BCE, Adam; validation Dice on held-out patients.
+series' grid in physical space. Random patches (``train.patch_size``; 0: whole slices), Dice + BCE,
+Adam; validation Dice on held-out patients.
 
 Example:
     >>> outcome = train_segmenter(Path("cat.parquet"), Path("ph/masks"), "liver-unet")  # doctest: +SKIP
