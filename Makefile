@@ -26,6 +26,10 @@ test: setup lint
 demo: setup
 	$(VENV)/bin/ctharmony demo
 
+# The paper-sized test cohort: 43 test exams (and 16 training patients), same pipeline as the demo.
+reproduce: setup
+	$(VENV)/bin/ctharmony demo --out reproduce-out --train-patients 16 --test-patients 43
+
 bench: setup
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 
