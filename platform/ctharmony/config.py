@@ -129,7 +129,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     if path is not None:
         source = str(path)
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except OSError as err:
             raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
         except yaml.YAMLError as err:

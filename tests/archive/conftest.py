@@ -53,7 +53,7 @@ def messy_archive(tmp_path_factory: pytest.TempPathFactory) -> dict:
         positions=[(0.0, 0.0, z) for z in (0.0, 2.0, 4.0, 10.0, 12.0)])
     q = expect["quarantine"]
     notes = root / "site-a" / "notes.txt"
-    notes.write_text("not an image\n")
+    notes.write_text("not an image\n", encoding="utf-8")
     q["not_dicom"] = [notes]
     good = expect["ok"]["fbp"][0].read_bytes()
     truncated = root / "site-a" / "p1" / "cut.dcm"

@@ -107,7 +107,9 @@ def test_cli_catalog_with_rules(ray_local, messy_archive, tmp_path):
     from ctharmony.cli import app
 
     rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - name: our-m40-is-m60\n    protocol: M60\n    match: {text: 'mono\\+ 40'}\n")
+    rules.write_text(
+        "rules:\n  - name: our-m40-is-m60\n    protocol: M60\n    match: {text: 'mono\\+ 40'}\n", encoding="utf-8"
+    )
     out = tmp_path / "c.parquet"
     result = CliRunner().invoke(app, ["catalog", str(messy_archive["root"]), "--out", str(out), "--rules", str(rules)])
     assert result.exit_code == 0, result.output

@@ -48,11 +48,17 @@ def test_no_match_is_recorded():
 
 def test_user_rules_come_first_or_replace(tmp_path):
     mine = tmp_path / "rules.yaml"
-    mine.write_text("rules:\n  - name: site-c-sharp\n    protocol: IR\n    match: {kernel: '^Q40', kvp: '^100$'}\n")
+    mine.write_text(
+        "rules:\n  - name: site-c-sharp\n    protocol: IR\n    match: {kernel: '^Q40', kvp: '^100$'}\n",
+        encoding="utf-8",
+    )
     row = {"image_type": ORIGINAL, "series_description": "x", "kernel": "Q40", "kvp": 100.0}
     assert load_rules(mine).classify(row) == ("IR", "site-c-sharp")
     assert load_rules().classify(row)[0] == "FBP"
-    mine.write_text("replace_defaults: true\nrules:\n  - name: only\n    protocol: OPT\n    match: {kernel: 'zzz'}\n")
+    mine.write_text(
+        "replace_defaults: true\nrules:\n  - name: only\n    protocol: OPT\n    match: {kernel: 'zzz'}\n",
+        encoding="utf-8",
+    )
     assert load_rules(mine).classify(row) == ("unknown", NO_MATCH)
 
 
@@ -68,7 +74,7 @@ def test_user_rules_come_first_or_replace(tmp_path):
 )
 def test_bad_rules_name_the_file(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(RulesError, match=message) as info:
         load_rules(path)
     assert str(path) in str(info.value)

@@ -59,7 +59,7 @@ def test_rescale_and_padding(tmp_path):
 def test_errors_name_the_file(tmp_path, messy_archive):
     files = write_ct_series(tmp_path / "e", slices=3)
     junk = tmp_path / "e" / "junk.dcm"
-    junk.write_text("hello")
+    junk.write_text("hello", encoding="utf-8")
     with pytest.raises(SeriesReadError, match="junk.dcm: not a readable DICOM file"):
         read_series([*files, junk])
     with pytest.raises(SeriesReadError, match="share a position"):

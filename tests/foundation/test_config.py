@@ -23,7 +23,7 @@ class Spec:
 
 def test_yaml_with_override_applied(tmp_path):
     path = tmp_path / "spec.yaml"
-    path.write_text("name: small\nepochs: 4\noptim:\n  lr: 0.001\n")
+    path.write_text("name: small\nepochs: 4\noptim:\n  lr: 0.001\n", encoding="utf-8")
     spec = load_config(Spec, path, ["optim.lr=2e-4", "epochs=7", "optim.betas=[0.5, 0.9]"])
     assert spec == Spec(name="small", epochs=7, optim=Optim(lr=2e-4, betas=(0.5, 0.9)))
     assert isinstance(spec.optim.lr, float)
@@ -31,7 +31,7 @@ def test_yaml_with_override_applied(tmp_path):
 
 def test_unknown_key_rejected_naming_key_and_file(tmp_path):
     path = tmp_path / "typo.yaml"
-    path.write_text("optim:\n  learning_rate: 0.1\n")
+    path.write_text("optim:\n  learning_rate: 0.1\n", encoding="utf-8")
     with pytest.raises(ConfigError) as err:
         load_config(Spec, path)
     assert "optim.learning_rate" in str(err.value)
@@ -61,6 +61,6 @@ def test_missing_file_named(tmp_path):
 def test_dump_roundtrip(tmp_path):
     spec = load_config(Spec, None, ["note=hello"])
     path = tmp_path / "again.yaml"
-    path.write_text(dump_yaml(spec))
+    path.write_text(dump_yaml(spec), encoding="utf-8")
     assert load_config(Spec, path) == spec
     assert flatten({"optim": {"lr": 1}}) == {"optim.lr": 1}

@@ -26,7 +26,7 @@ def _validate(config, autoscaler):
 
 
 def test_cluster_yaml_passes_the_autoscaler_schema(autoscaler):
-    config = yaml.safe_load(CLUSTER_YAML.read_text())
+    config = yaml.safe_load(CLUSTER_YAML.read_text(encoding="utf-8"))
     _validate(config, autoscaler)
     head = config["available_node_types"][config["head_node_type"]]
     workers = {k: v for k, v in config["available_node_types"].items() if k != config["head_node_type"]}
@@ -38,7 +38,7 @@ def test_cluster_yaml_passes_the_autoscaler_schema(autoscaler):
 
 
 def test_schema_check_catches_mistakes(autoscaler):
-    config = yaml.safe_load(CLUSTER_YAML.read_text())
+    config = yaml.safe_load(CLUSTER_YAML.read_text(encoding="utf-8"))
     misspelt = copy.deepcopy(config)
     misspelt["max_worker"] = misspelt.pop("max_workers")
     with pytest.raises(Exception, match="max_worker"):

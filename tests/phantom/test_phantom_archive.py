@@ -173,7 +173,7 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="patients must be >= 1"):
         generate_archive(tmp_path, patients=0)
     blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
+    blocker.write_text("not a folder", encoding="utf-8")
     with pytest.raises(OSError):
         generate_archive(blocker / "sub", patients=1, slices=2, size=32)
 

@@ -52,7 +52,7 @@ class CtrlCAfter(tune.Callback):
 
 
 def lines(path: Path, word: str) -> list[float]:
-    return [float(line.split()[1]) for line in path.read_text().splitlines() if line.startswith(word)]
+    return [float(line.split()[1]) for line in path.read_text(encoding="utf-8").splitlines() if line.startswith(word)]
 
 
 def test_interrupted_sweep_resumes_and_keeps_finished_trials(ray_local, tmp_path):

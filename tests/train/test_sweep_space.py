@@ -48,7 +48,7 @@ def test_trial_config_becomes_spec_overrides_that_load():
 )
 def test_bad_space_is_refused_with_the_key_and_file(tmp_path, data, message):
     path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
     with pytest.raises(ConfigError, match=message) as err:
         SweepSpace.load(path)
     assert str(path) in str(err.value)

@@ -107,13 +107,13 @@ class OutputLayout:
         for field in PATH_FIELDS:
             if relative.get(field):
                 relative[field] = os.path.relpath(relative[field], folder)
-        (folder / RESULT_FILE).write_text(json.dumps(relative, indent=1, default=_jsonable))
+        (folder / RESULT_FILE).write_text(json.dumps(relative, indent=1, default=_jsonable), encoding="utf-8")
 
     @staticmethod
     def _load(folder: Path) -> dict[str, Any]:
         path = folder / RESULT_FILE
         try:
-            return json.loads(path.read_text())
+            return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise ValueError(f"{path}: unreadable results record: {err}") from err
 

@@ -45,9 +45,9 @@ def save_model(model: HUModel, path: str | Path) -> Path:
     """Write ``model`` to folder ``path`` (spec.yaml, weights.pt, info.json); returns the folder."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    (out / SPEC_FILE).write_text(dump_yaml(model.spec))
+    (out / SPEC_FILE).write_text(dump_yaml(model.spec), encoding="utf-8")
     torch.save({k: v.detach().cpu() for k, v in model.net.state_dict().items()}, out / WEIGHTS_FILE)
-    (out / INFO_FILE).write_text(json.dumps(model.info, indent=2))
+    (out / INFO_FILE).write_text(json.dumps(model.info, indent=2), encoding="utf-8")
     return out
 
 
@@ -67,12 +67,13 @@ def load_saved(path: str | Path, version: str | None = None) -> HUModel:
         raise ModelLoadError(f"model path {root} does not exist")
     folder = _find_saved(root)
     try:
-        spec = from_dict(ModelSpec, yaml.safe_load((folder / SPEC_FILE).read_text()), str(folder / SPEC_FILE))
+        spec_text = (folder / SPEC_FILE).read_text(encoding="utf-8")
+        spec = from_dict(ModelSpec, yaml.safe_load(spec_text), str(folder / SPEC_FILE))
     except (ConfigError, yaml.YAMLError) as err:
         raise ModelLoadError(f"invalid model spec {folder / SPEC_FILE}: {err}") from err
     info: dict[str, Any] = {}
     if (folder / INFO_FILE).is_file():
-        info = json.loads((folder / INFO_FILE).read_text())
+        info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
     net = build_network(spec)
     try:
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)

@@ -128,7 +128,7 @@ def run_sweep(
     if resume:
         if not state_file.is_file() or not tune.Tuner.can_restore(str(path)):
             raise SweepError(f"no sweep to resume at {path}: start it without --resume first")
-        state = json.loads(state_file.read_text())
+        state = json.loads(state_file.read_text(encoding="utf-8"))
         parent_run_id = state["parent_run_id"]
         tuner = tune.Tuner.restore(str(path), trainable=wrapped, resume_errored=True)
         log.info("resuming sweep %s from %s (parent run %s)", name, path, parent_run_id)
@@ -153,7 +153,7 @@ def run_sweep(
         )
         path.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps({**(state or {}), "parent_run_id": parent_run_id,
-                                          "total_trials": space.total_trials(trials)}))
+                                          "total_trials": space.total_trials(trials)}), encoding="utf-8")
     client = mlflow.MlflowClient()
     client.update_run(parent_run_id, status="RUNNING")
     try:
@@ -220,7 +220,7 @@ def _finish(
     outcomes = collect_outcomes(path, space)
     table = results_table(outcomes)
     ended = {"TERMINATED", "ERROR"}  # trials are created lazily: count them against the expected total
-    state = json.loads((path / STATE_FILE).read_text())
+    state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     complete = len(outcomes) >= state["total_trials"] and all(o.status in ended for o in outcomes)
     report = SweepReport(name, path, parent_run_id, outcomes, table, complete)
     text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}") if not table.empty else "(no trials)"
@@ -250,7 +250,7 @@ def _finish(
             )
             client.set_tag(parent_run_id, "ctharmony.champion", report.decision.reason)
             state["decision"] = dataclasses.asdict(report.decision)
-            (path / STATE_FILE).write_text(json.dumps(state))
+            (path / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
             log.info("model %s v%s: %s", model_name, version, report.decision.reason)
     client.set_terminated(parent_run_id, status="FINISHED")
     return report

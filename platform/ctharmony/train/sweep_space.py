@@ -64,7 +64,7 @@ class SweepSpace:
         """Read a space from ``path`` (default: the shipped models/sweep.yaml)."""
         path = Path(path) if path is not None else DEFAULT_SPACE
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except OSError as err:
             raise ConfigError(f"cannot read sweep space {path}: {err.strerror}") from err
         except yaml.YAMLError as err:

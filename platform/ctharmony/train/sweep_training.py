@@ -64,7 +64,7 @@ def pin_segmenter(uri: str, folder: Path, *, reuse: bool = False) -> tuple[str, 
     from ctharmony.models.io import load_model, save_model
 
     if reuse and (folder / "identity.json").is_file():
-        return str(folder), json.loads((folder / "identity.json").read_text())["identity"]
+        return str(folder), json.loads((folder / "identity.json").read_text(encoding="utf-8"))["identity"]
     model = load_model(uri)
     if model.kind != "segmenter":
         raise ConfigError(f"--segmenter {uri} is a {model.kind}, not a segmenter")
@@ -72,7 +72,7 @@ def pin_segmenter(uri: str, folder: Path, *, reuse: bool = False) -> tuple[str, 
     save_model(model, folder)
     # The weights themselves identify the segmenter (an alias or a path may point elsewhere tomorrow).
     identity = "sha256:" + hashlib.sha256((folder / "weights.pt").read_bytes()).hexdigest()[:16]
-    (folder / "identity.json").write_text(json.dumps({"identity": identity, "source": uri}))
+    (folder / "identity.json").write_text(json.dumps({"identity": identity, "source": uri}), encoding="utf-8")
     return str(folder), identity
 
 
@@ -180,7 +180,8 @@ def sweep_lambdas(
     )  # fmt: skip
     state_file = root / name / STATE_FILE
     if resume and state_file.is_file():
-        started = json.loads(state_file.read_text()).get("fingerprint")  # written when the sweep started
+        # written when the sweep started
+        started = json.loads(state_file.read_text(encoding="utf-8")).get("fingerprint")
         if started and started != fingerprint:
             raise SweepError(f"sweep {name}: the validation set or segmenter changed since it started")
     info = cluster.connect(address, quiet=True)
