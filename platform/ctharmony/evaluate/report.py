@@ -17,6 +17,7 @@ import html
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,37 +115,41 @@ def comparison_table(cohort: Cohort, metric: str, title: str, scale: float = 1.0
     return Table(title, headers, rows, note)
 
 
+def _protocol_by_method(cohort: Cohort, cell: Callable[[str, str, Any], str]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of a protocol x method table; ``cell(protocol, method, summary_row_or_None)``."""
+    headers = ["Protocol"] + [method_label(m) for m in cohort.methods]
+    rows = [
+        [protocol] + [
+            cell(protocol, method, _lookup(cohort.summary, {"protocol": protocol, "method": method}))
+            for method in cohort.methods
+        ]
+        for protocol in cohort.protocols
+    ]
+    return headers, rows
+
+
 def ccc_table(cohort: Cohort, truth: bool = False) -> Table:
     """Table 4: Lin's CCC of liver volumes with its 95 % CI, per protocol and method."""
     prefix = "ccc_truth" if truth else "ccc"
-    headers = ["Protocol"] + [method_label(m) for m in cohort.methods]
-    rows = []
-    for protocol in cohort.protocols:
-        cells = [protocol]
-        for method in cohort.methods:
-            row = _lookup(cohort.summary, {"protocol": protocol, "method": method})
-            if not truth and protocol == cohort.reference_protocol and method == ORIGINAL:
-                cells.append("reference")
-            else:
-                cells.append(DASH if row is None else fmt_ci(row[prefix], row[f"{prefix}_low"], row[f"{prefix}_high"]))
-        rows.append(cells)
+
+    def cell(protocol: str, method: str, row: Any) -> str:
+        if not truth and protocol == cohort.reference_protocol and method == ORIGINAL:
+            return "reference"
+        return DASH if row is None else fmt_ci(row[prefix], row[f"{prefix}_low"], row[f"{prefix}_high"])
+
+    headers, rows = _protocol_by_method(cohort, cell)
     against = "true liver volume" if truth else f"volume on original {cohort.reference_protocol}"
     title = f"Table 4{'b' if truth else ''}. Volume CCC against the {against} (95% CI)"
     return Table(title, headers, rows, "Lin's concordance correlation coefficient; CI on Fisher's z (Lin 1989).")
 
 
 def bland_altman_table(cohort: Cohort) -> Table:
-    headers = ["Protocol"] + [method_label(m) for m in cohort.methods]
-    rows = []
-    for protocol in cohort.protocols:
-        cells = [protocol]
-        for method in cohort.methods:
-            row = _lookup(cohort.summary, {"protocol": protocol, "method": method})
-            if row is None or not math.isfinite(row["ba_mean_pct"]):
-                cells.append(DASH)
-            else:
-                cells.append(f"{row['ba_mean_pct']:.1f}% ({row['ba_loa_low_pct']:.1f}, {row['ba_loa_high_pct']:.1f})")
-        rows.append(cells)
+    def cell(protocol: str, method: str, row: Any) -> str:
+        if row is None or not math.isfinite(row["ba_mean_pct"]):
+            return DASH
+        return f"{row['ba_mean_pct']:.1f}% ({row['ba_loa_low_pct']:.1f}, {row['ba_loa_high_pct']:.1f})"
+
+    headers, rows = _protocol_by_method(cohort, cell)
     return Table("Bland-Altman: volume difference ratio, mean difference (95% limits of agreement)",
                  headers, rows, "difference = 100 × (volume − reference volume) / reference volume.")
 
