@@ -1,8 +1,8 @@
 """Ray job entry: catalog a DICOM archive (the same code as ``ctharmony catalog``).
 
-    RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . \
+    RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir jobs \
         --runtime-env-json '{"py_modules": ["platform/ctharmony"]}' -- \
-        python jobs/build_catalog.py /data/archive --out /data/catalog.parquet
+        python build_catalog.py /data/archive --out /data/catalog.parquet
 """
 
 from __future__ import annotations

@@ -64,3 +64,4 @@ def ray_two_nodes():
     finally:
         ray.shutdown()
         cluster.shutdown()
+

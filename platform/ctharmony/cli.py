@@ -56,6 +56,7 @@ def info(
     from importlib import metadata
 
     from ctharmony import __version__, cluster, tracking
+    from ctharmony.archive import pseudonym
     from ctharmony.config import data_home
 
     typer.echo(f"ctharmony {__version__} (python {sys.version.split()[0]})")
@@ -74,6 +75,7 @@ def info(
     typer.echo(f"Ray:       {described}")
     typer.echo(f"MLflow:    {tracking.tracking_uri()}")
     typer.echo(f"Data home: {data_home()}")
+    typer.echo(f"Pseudonym salt: {pseudonym.salt_source()}")
 
 
 @app.command()
@@ -86,6 +88,10 @@ def ui(
     from ctharmony.net import free_port
 
     uri = tracking.configure()
+    if not tracking.is_loopback(host):
+        typer.echo(f"WARNING: the MLflow server has no authentication; --host {host} lets anyone who reaches "
+                   "this machine read and change every run, model and report. Prefer 127.0.0.1 and an SSH "
+                   "tunnel.", err=True)
     port = port or free_port(host)
     args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
     root = tracking.artifact_root()
@@ -126,25 +132,86 @@ def evaluate(
         typer.echo(f"MLflow run {done.run_id} in experiment {experiment!r}: `ctharmony ui` to browse it.")
 
 
+GpuOption = Annotated[bool | None, typer.Option("--gpu/--no-gpu", help="Use GPUs (default: when the cluster has "
+                                                  "them or its autoscaler can start GPU workers).")]
+GpusHintOption = Annotated[int | None, typer.Option("--gpus", help="GPUs the cluster can have, when its autoscaler "
+                                                    "config cannot be read (a hint for planning).")]
+AutoscalingConfigOption = Annotated[str | None, typer.Option(help="cluster.yaml whose GPU node types the "
+                                                             "cluster can start (default: the head's).")]
+
+
 @app.command()
 def convert(
-    catalog: CatalogOption,
-    harmonizer: Annotated[str, typer.Option(help="Harmonizer: models:/name@alias, runs:/..., or a local path.")],
-    segmenter: Annotated[str, typer.Option(help="Liver segmenter: models:/name@alias, runs:/..., or a path.")],
-    out: Annotated[str, typer.Option("--out", help="Output folder (resumable: reruns convert what is missing).")],
+    catalog: Annotated[str | None, typer.Option("--catalog", help="Catalog Parquet file (ctharmony catalog).")] = None,
+    harmonizer: Annotated[str | None, typer.Option(help="Harmonizer: models:/name@alias, runs:/..., a path.")] = None,
+    segmenter: Annotated[str | None, typer.Option(help="Liver segmenter: models:/name@alias, or a path.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder (resumable: reruns convert what is "
+                                            "missing).")] = None,
     address: AddressOption = None,
-    batch_slices: Annotated[int, typer.Option(help="Slices per forward pass.")] = 8,
+    plan: Annotated[bool, typer.Option("--plan", help="Print the resource plan as JSON and exit.")] = False,
+    gpu: GpuOption = None,
+    gpus: GpusHintOption = None,
+    autoscaling_config: AutoscalingConfigOption = None,
+    gpus_per_actor: Annotated[float | None, typer.Option(help="GPUs per actor (default 0.5: a harmonizer and a "
+                                                         "segmenter share each GPU).")] = None,
+    actors_per_gpu: Annotated[int | None, typer.Option(help="Actors sharing each GPU (2: one pair); instead of "
+                                                       "--gpus-per-actor.")] = None,
+    cpus_per_actor: Annotated[float | None, typer.Option(help="CPUs per actor (default 1 with GPUs, 0.5 on "
+                                                         "CPU).")] = None,
+    batch_slices: Annotated[int | None, typer.Option(help="Slices per forward pass (default: from free GPU "
+                                                     "memory; 8 on CPU).")] = None,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where supported, else fp16; fp32 on CPU), bf16, "
+                                           "fp16 or fp32.")] = "auto",
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the models (eager if "
+                                          "compiling fails).")] = False,
     tile: Annotated[int | None, typer.Option(help="Tile slices larger than this many pixels a side.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Torch threads per actor (CPU).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch threads per actor.")] = None,
     limit: Annotated[int | None, typer.Option(help="Convert at most this many pending series.")] = None,
+    on_tilt: Annotated[str, typer.Option(help="Gantry-tilted series: convert (slice by slice, written with their "
+                                         "sheared geometry) or skip.")] = "convert",
+    on_gap: Annotated[str, typer.Option(help="Series with missing slices or uneven spacing: convert (true slice "
+                                        "positions kept) or skip.")] = "convert",
+    on_unknown: Annotated[str, typer.Option(help="Series of unknown protocol: convert or skip.")] = "convert",
 ) -> None:
     """Harmonize and segment every ok series of a catalog (Ray Data actor pools; DICOM + DICOM SEG out)."""
     from ctharmony.infer.pipeline import ConvertOptions, convert_archive
+    from ctharmony.infer.policy import Policies
+    from ctharmony.infer.resume import OutputBusyError
 
-    options = ConvertOptions(batch_slices=batch_slices, tile=tile, threads=threads, limit=limit)
-    results = convert_archive(catalog, harmonizer, segmenter, out, address=address, options=options)
-    failed = int((results["status"] != "done").sum()) if len(results) else 0
-    typer.echo(f"{len(results) - failed} series done, {failed} failed -> {out}/results.parquet")
+    try:
+        policies = Policies(on_tilt=on_tilt, on_gap=on_gap, on_unknown=on_unknown)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+
+    if actors_per_gpu is not None and gpus_per_actor is not None:
+        raise typer.BadParameter("give --gpus-per-actor or --actors-per-gpu, not both")
+    if actors_per_gpu is not None and actors_per_gpu < 1:
+        raise typer.BadParameter(f"must be >= 1, got {actors_per_gpu}", param_hint="--actors-per-gpu")
+    share = 1.0 / actors_per_gpu if actors_per_gpu else gpus_per_actor
+    options = ConvertOptions(batch_slices=batch_slices, tile=tile, threads=threads, limit=limit, use_gpu=gpu,
+                             max_gpus=gpus, autoscaling_config=autoscaling_config, actor_cpus=cpus_per_actor,
+                             precision=precision, compile=compile, policies=policies,
+                             **({"gpus_per_actor": share} if share is not None else {}))  # fmt: skip
+    if plan:
+        from ctharmony.infer.plan import plan_for_cluster
+
+        try:
+            typer.echo(plan_for_cluster(options, address).to_json())
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+        return
+    missing = [f"--{n}" for n, v in (("catalog", catalog), ("harmonizer", harmonizer), ("segmenter", segmenter),
+                                     ("out", out)) if not v]  # fmt: skip
+    if missing:
+        raise typer.BadParameter(f"missing {', '.join(missing)} (only --plan runs without them)")
+    try:
+        results = convert_archive(catalog, harmonizer, segmenter, out, address=address, options=options)
+    except OutputBusyError as err:  # another run writes OUT: say who, exit without a traceback
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    counts = results["status"].value_counts()
+    summary = ", ".join(f"{int(counts.get(status, 0))} {status}" for status in ("done", "failed", "skipped", "pending"))
+    typer.echo(f"{len(results)} series: {summary} -> {out}/results.parquet")
 
 
 @app.command()
@@ -157,18 +224,53 @@ def phantom(
     seed: Annotated[int, typer.Option(help="Generator seed (same seed, same pixels).")] = 0,
     preview: Annotated[bool, typer.Option("--preview", help="Also write preview.png (six protocols).")] = False,
     workers: Annotated[int, typer.Option(help="Processes generating patients in parallel.")] = 1,
+    tilt_site: Annotated[bool, typer.Option("--tilt-site", help="Add site-tilt: a GE-like site scanning with "
+                                            "10-20 degrees of gantry tilt (sheared series).")] = False,
+    gap_studies: Annotated[int, typer.Option(help="Studies missing 2 slices in the middle (a gap).")] = 0,
+    variable_spacing_studies: Annotated[int, typer.Option(help="Studies with uneven slice spacing.")] = 0,
 ) -> None:
     """Generate the physics-based dual-energy CT phantom archive (FBP, IR, M40, M60, M80, OPT)."""
     from pathlib import Path
 
     from ctharmony.phantom import generate_archive
+    from ctharmony.phantom.cases import GeometryCases
 
     root = Path(out)
-    table = generate_archive(root, patients=patients, slices=slices, size=size, sites=sites, seed=seed,
-                             preview=preview, workers=workers)
+    try:
+        cases = GeometryCases(tilt_site=tilt_site, gap_studies=gap_studies,
+                              variable_spacing_studies=variable_spacing_studies)
+        table = generate_archive(root, patients=patients, slices=slices, size=size, sites=sites, seed=seed,
+                                 preview=preview, workers=workers, geometry=cases)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
     typer.echo(f"wrote {len(table)} studies x 6 series to {root / 'dicom'}; table {root / 'phantom.parquet'}")
     if preview:
         typer.echo(f"preview: {root / 'preview.png'}")
+
+
+@app.command()
+def simulate(
+    out: Annotated[str, typer.Argument(help="Archive folder to write (dicom/, masks/, truth/, phantom.parquet).")],
+    patients: Annotated[int, typer.Option(help="Patients (one study each, at site i % len(sites)).")] = 2,
+    slices: Annotated[int, typer.Option(help="Slices per series.")] = 8,
+    size: Annotated[int, typer.Option(help="Rows = columns of each image.")] = 128,
+    sites: Annotated[str, typer.Option(help="Comma-separated packaged site names or site YAML paths.")] = (
+        "siemens-force,ge-revolution"),
+    seed: Annotated[int, typer.Option(help="Generator seed (same seed, same pixels).")] = 0,
+    backend: Annotated[str, typer.Option(help="Projector backend: svmbir or skimage.")] = "svmbir",
+) -> None:
+    """Projection-domain scanner simulation (spectra, Poisson noise, FBP kernels, IR, dual-energy mono)."""
+    from pathlib import Path
+
+    from ctharmony.config import ConfigError
+    from ctharmony.simulate import simulate_archive
+
+    try:
+        table = simulate_archive(Path(out), patients=patients, slices=slices, size=size, seed=seed, backend=backend,
+                                 sites=[s.strip() for s in sites.split(",") if s.strip()])
+    except (ConfigError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(f"wrote {len(table)} simulated studies to {Path(out) / 'dicom'}; table {Path(out) / 'phantom.parquet'}")
 
 
 @app.command()
@@ -220,7 +322,13 @@ def train_harmonizer(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the newest run of this spec.")] = False,
     name: Annotated[str | None, typer.Option(help="Run name under the storage path (default: spec+time).")] = None,
     storage: Annotated[str | None, typer.Option(help="Checkpoint storage (default: <home>/ray_results).")] = None,
-    gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="One GPU per worker (default: if present).")] = False,
+    gpu: GpuOption = None,
+    gpus: GpusHintOption = None,
+    autoscaling_config: AutoscalingConfigOption = None,
+    gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs per DDP worker (default 1; NCCL needs a "
+                                                          "whole GPU per worker).")] = None,
+    cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs per worker (default 1).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch threads per worker (train.threads_per_worker).")] = None,
     address: AddressOption = None,
     register: Annotated[bool, typer.Option("--register/--no-register", help="Register ctharmony-harmonizer.")] = True,
 ) -> None:
@@ -228,12 +336,21 @@ def train_harmonizer(
     from pathlib import Path
 
     from ctharmony import cluster
+    from ctharmony.config import ConfigError
+    from ctharmony.gpu_capacity import discover_gpu_capacity
     from ctharmony.train.launch import train
 
     info = cluster.connect(address)
+    capacity = discover_gpu_capacity(info.gpus, hint_gpus=gpus, autoscaling_config=autoscaling_config,
+                                     joined=not info.embedded)  # fmt: skip
     sets = list(overrides or []) + ([f"train.segmenter={segmenter}"] if segmenter else [])
-    outcome = train(spec, Path(catalog), workers=workers, use_gpu=gpu or info.gpus >= workers,
-                    storage_path=storage, name=name, resume=resume, register=register, overrides=sets)
+    sets += [f"train.threads_per_worker={threads}"] if threads else []
+    try:
+        outcome = train(spec, Path(catalog), workers=workers, use_gpu=gpu, gpus_per_worker=gpus_per_worker,
+                        cpus_per_worker=cpus_per_worker, capacity=capacity, storage_path=storage, name=name,
+                        resume=resume, register=register, overrides=sets)  # fmt: skip
+    except ConfigError as err:
+        raise typer.BadParameter(str(err)) from err
     last = outcome.metrics
     for key in sorted(k for k in last if k.startswith("val/mae_hu/")):
         protocol = key.rsplit("/", 1)[1]
@@ -257,7 +374,11 @@ def sweep(
     segmenter: Annotated[str | None, typer.Option(help="Reference segmenter whose Dice is the objective: "
                                                   "models:/ctharmony-liver-unet/1, a path...")] = None,
     overrides: OverrideOption = None,
-    gpu: Annotated[bool | None, typer.Option("--gpu/--no-gpu", help="GPU workers (default: if enough).")] = None,
+    gpu: GpuOption = None,
+    gpus: GpusHintOption = None,
+    autoscaling_config: AutoscalingConfigOption = None,
+    gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs per worker (default 1; 0.5 with 1 worker "
+                                                          "per trial packs 2 trials per GPU).")] = None,
     cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs per worker (default: sized to fit).")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Cap on trials at a time.")] = None,
     storage: Annotated[str | None, typer.Option(help="Sweep storage (default: <home>/sweeps).")] = None,
@@ -271,7 +392,8 @@ def sweep(
     report = sweep_lambdas(spec, Path(catalog), trials=trials, workers_per_trial=workers_per_trial, space=space,
                            resume=resume, name=name, segmenter=segmenter, overrides=overrides or [],
                            use_gpu=gpu, cpus_per_worker=cpus_per_worker, max_concurrent=max_concurrent,
-                           storage_path=storage, address=address)  # fmt: skip
+                           storage_path=storage, address=address, gpus_per_worker=gpus_per_worker,
+                           max_gpus=gpus, autoscaling_config=autoscaling_config)  # fmt: skip
     if not report.complete:
         typer.echo(f"sweep {report.name} interrupted: continue with --resume --name {report.name}", err=True)
         raise typer.Exit(3)

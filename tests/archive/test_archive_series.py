@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from ctharmony.archive import quarantine as q
 from ctharmony.archive.series import group_series, slice_geometry, surrogate_series_uid
@@ -24,8 +25,11 @@ def test_flags_gap_variable_spacing_and_tilt():
     assert gap.spacing == 2.0 and any(w.startswith("gap: about 2 missing") for w in gap.warnings)
     variable = slice_geometry([[0, 0, z] for z in (0, 2, 4.3, 6.0, 8.1)], AXIAL)
     assert any(w.startswith("variable spacing") for w in variable.warnings)
+    assert gap.largest_gap_mm == 6.0 and gap.steps_mm == [2.0, 6.0] and gap.describe() == "gap"
     tilted = slice_geometry([[0, 0.5 * k, 2.0 * k] for k in range(4)], AXIAL)
     assert any("gantry tilt" in w and "14.0 degrees" in w for w in tilted.warnings)
+    assert tilted.tilt_degrees == pytest.approx(14.036, abs=1e-3) and tilted.describe() == "gantry tilt"
+    assert variable.describe() == "variable spacing" and variable.largest_gap_mm == 0.0
     duplicate = slice_geometry([[0, 0, 0], [0, 0, 0]], AXIAL)
     assert duplicate.error.startswith(q.INCONSISTENT_GEOMETRY)
 
@@ -69,7 +73,10 @@ def test_files_sorted_along_normal_and_quarantine_rows():
     assert rows["1.2.3"]["files"] == ["/a/1", "/a/2", "/a/0"]
     assert rows["7"]["files"] == ["/mr1", "/mr2"] and rows["7"]["status"] == "quarantined"
     assert rows["6"]["reason"].startswith(q.LOCALIZER)
-    assert rows["5"]["reason"].startswith(q.INCONSISTENT_GEOMETRY)
+    # the slice without geometry is split off; the one left cannot form a volume on its own
+    assert rows["5.no-geometry"]["files"] == ["/nopos"]
+    assert rows["5.no-geometry"]["reason"].startswith(q.INCONSISTENT_GEOMETRY)
+    assert rows["5"]["files"] == ["/nopos2"] and rows["5"]["reason"].startswith(q.LOCALIZER)
     file_rows = [r for r in rows.values() if r["files"] == ["/bad"]]
     assert len(file_rows) == 1 and file_rows[0]["series_key"].startswith("file-")
     files = [f for r in rows.values() for f in r["files"]]
@@ -80,5 +87,57 @@ def test_missing_series_uid_gets_a_surrogate_key():
     recs = [_rec(f"/d/{k}", 2.0 * k, uid="") for k in range(3)]
     rows = group_series(recs, _classify)
     assert len(rows) == 1
-    assert rows[0]["series_key"] == surrogate_series_uid([r["sop_uid"] for r in recs])
+    assert rows[0]["series_key"] == surrogate_series_uid([r["sop_uid"] for r in recs], "/d")
     assert rows[0]["series_uid"] == "" and "surrogate" in rows[0]["warnings"]
+
+
+def _keys(rows):
+    keys = [r["series_key"] for r in rows]
+    assert len(keys) == len(set(keys)), f"series_key not unique: {keys}"
+    return {r["series_key"]: r for r in rows}
+
+
+def test_same_export_without_uids_in_two_folders_gives_two_series():
+    recs = [_rec(f"/a/{k}", 2.0 * k, uid="", sop_uid=f"9.{k}") for k in range(3)]
+    recs += [_rec(f"/b/{k}", 2.0 * k, uid="", sop_uid=f"9.{k}") for k in range(3)]
+    rows = _keys(group_series(recs, _classify, same_content=lambda a, b: True))
+    assert len(rows) == 2 and all(r["status"] == "ok" and r["slices"] == 3 for r in rows.values())
+    assert {tuple(r["files"]) for r in rows.values()} == {("/a/0", "/a/1", "/a/2"), ("/b/0", "/b/1", "/b/2")}
+
+
+def test_exact_copies_are_kept_once_and_reported():
+    recs = [_rec(f"/a/{k}", 2.0 * k) for k in range(4)]
+    recs += [_rec(f"/copy/{k}", 2.0 * k, sop_uid=f"1.2.3./a/{k}") for k in range(4)]  # the same export again
+    rows = _keys(group_series(recs, _classify, same_content=lambda a, b: True))
+    assert rows["1.2.3"]["files"] == [f"/a/{k}" for k in range(4)] and rows["1.2.3"]["status"] == "ok"
+    dup = rows["1.2.3.duplicates"]
+    assert dup["files"] == [f"/copy/{k}" for k in range(4)] and q.category(dup["reason"]) == q.DUPLICATE
+
+
+def test_conflicting_copies_are_set_aside_and_the_rest_survives():
+    recs = [_rec(f"/a/{k}", 2.0 * k) for k in range(5)]
+    recs.append(_rec("/b/2", 2.0 * 2, sop_uid="1.2.3./a/2"))  # same SOP Instance UID, other bytes
+    rows = _keys(group_series(recs, _classify, same_content=lambda a, b: False))
+    assert rows["1.2.3"]["files"] == ["/a/0", "/a/1", "/a/3", "/a/4"] and rows["1.2.3"]["status"] == "ok"
+    assert "gap" in rows["1.2.3"]["geometry"] and rows["1.2.3"]["largest_gap_mm"] == 4.0
+    conflict = rows["1.2.3.conflicts"]
+    assert conflict["files"] == ["/a/2", "/b/2"] and q.category(conflict["reason"]) == q.CONFLICTING_DUPLICATE
+
+
+def test_one_bad_slice_does_not_sink_the_series():
+    recs = [_rec(f"/a/{k}", 2.0 * k) for k in range(12)]
+    recs.append(_rec("/a/nopos", 30.0, position=[]))
+    recs.append(_rec("/a/odd", 40.0, pixel_spacing=[0.7, 0.7]))
+    rows = _keys(group_series(recs, _classify))
+    assert rows["1.2.3"]["status"] == "ok" and rows["1.2.3"]["slices"] == 12
+    assert rows["1.2.3"]["geometry"] == "regular" and rows["1.2.3"]["slice_steps_mm"] == [2.0]
+    assert rows["1.2.3.no-geometry"]["files"] == ["/a/nopos"]
+    assert rows["1.2.3.split-1"]["files"] == ["/a/odd"] and "pixel spacing" in rows["1.2.3.split-1"]["reason"]
+    assert sorted(f for r in rows.values() for f in r["files"]) == sorted(r["path"] for r in recs)
+
+
+def test_a_quarantined_series_lists_all_its_problems():
+    rows = _keys(group_series([_rec("/y/0", 0.0, uid="5", position=[])], _classify))
+    reasons = rows["5"]["reason"].split("; ")
+    assert rows["5"]["status"] == "quarantined" and len(reasons) == 2
+    assert {q.category(r) for r in reasons} == {q.INCONSISTENT_GEOMETRY, q.LOCALIZER}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ctharmony.cli import app
+from ctharmony.listening import listening_sockets
 from ctharmony.net import free_port, wait_http
 
 CLI = [sys.executable, "-m", "ctharmony.cli"]
@@ -34,6 +35,14 @@ def test_info_reports_cluster_store_and_home(isolated_home: Path):
     assert "embedded local Ray cluster" in result.output
     assert f"sqlite:///{isolated_home}/mlflow.db" in result.output
     assert str(isolated_home) in result.output
+    assert f"Pseudonym salt: {isolated_home / 'pseudonym-salt'}" in result.output
+
+
+def test_info_names_where_the_salt_comes_from_never_the_salt(monkeypatch):
+    monkeypatch.setenv("CTHARMONY_PSEUDONYM_SALT", "secret-salt-value")
+    result = CliRunner().invoke(app, ["info"])
+    assert "Pseudonym salt: $CTHARMONY_PSEUDONYM_SALT" in result.output
+    assert "secret-salt-value" not in result.output
 
 
 def test_info_connects_to_ray(ray_local):
@@ -57,11 +66,23 @@ def test_ui_serves_mlflow_on_loopback_and_stops(isolated_home: Path):
         with urllib.request.urlopen(request, timeout=10) as response:
             names = [e["name"] for e in json.load(response)["experiments"]]
         assert "Default" in names
-        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
-        local_addresses = {line.split()[3] for line in listening.stdout.splitlines() if line.strip()}
-        if listening.returncode == 0:
-            assert local_addresses == {f"127.0.0.1:{port}"}
+        sockets = listening_sockets(proc.pid)
+        assert port in {s.port for s in sockets} and all(s.loopback for s in sockets), sockets
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert (isolated_home / "mlflow.db").exists()
+
+
+def test_ui_warns_that_a_non_loopback_host_exposes_an_unauthenticated_server(monkeypatch):
+    import ctharmony.cli
+
+    started = []
+    monkeypatch.setattr(ctharmony.cli.os, "execv", lambda exe, args: started.append(args))
+    monkeypatch.setattr("ctharmony.net.free_port", lambda host="127.0.0.1": 5999)  # bind nothing here
+    for host, warned in (("0.0.0.0", True), ("192.0.2.10", True), ("127.0.0.1", False), ("::1", False),
+                         ("localhost", False)):
+        result = CliRunner().invoke(app, ["ui", "--host", host])
+        assert result.exit_code == 0, result.output
+        assert ("no authentication" in result.output) is warned, (host, result.output)
+        assert started[-1][started[-1].index("--host") + 1] == host

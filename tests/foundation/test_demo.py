@@ -1,6 +1,13 @@
-"""The main job end to end at the smallest size: every stage runs for real and lands in MLflow."""
+"""The main job end to end at the smallest size: every stage runs for real and lands in MLflow.
+
+It runs twice: with the data home outside the checkout (the test session's), and inside a folder laid
+out like a fresh clone (``.ctharmony/`` and ``demo-out/`` beside ``platform/`` and ``jobs/``), where a
+job that uploaded its working folder would carry the MLflow store, checkpoints and DICOM with it.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -8,6 +15,9 @@ import pytest
 
 from ctharmony import cluster
 from ctharmony.demo import DemoPlan, run_demo
+from ctharmony.infer import job_code
+
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = DemoPlan(
     train_patients=3, test_patients=2, slices=6, size=64, sites=2, seed=11,
@@ -16,18 +26,33 @@ TINY = DemoPlan(
 )
 
 
+def _checkout_with_home_inside(root: Path, monkeypatch) -> Path:
+    """A folder laid out like a fresh clone, the data home and demo output inside it, as the cwd."""
+    for name in ("platform", "jobs", "models"):
+        (root / name).symlink_to(REPO / name, target_is_directory=True)
+    monkeypatch.setenv("CTHARMONY_HOME", str(root / ".ctharmony"))
+    monkeypatch.setattr(job_code, "JOBS_DIR", root / "jobs")  # the job script comes from this checkout
+    monkeypatch.chdir(root)
+    return root / "demo-out"
+
+
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_mlflow_holds_its_runs(tmp_path, isolated_home):
+@pytest.mark.parametrize("home", ["outside", "inside-checkout"])
+def test_demo_runs_every_stage_and_mlflow_holds_its_runs(tmp_path, isolated_home, monkeypatch, home):
+    out = tmp_path / "demo"
+    if home == "inside-checkout":
+        (tmp_path / "checkout").mkdir()
+        out = _checkout_with_home_inside(tmp_path / "checkout", monkeypatch)
     cluster.shutdown()  # the demo manages its own Ray (embedded, then a local head for `ray job submit`)
     try:
-        outcome = run_demo(tmp_path / "demo", TINY)
+        outcome = run_demo(out, TINY)
     finally:
         cluster.shutdown()
     results = pd.read_parquet(outcome.results)
     assert len(results) == 2 * 6 and set(results["status"]) == {"done"}
     assert outcome.report.exists() and "Table 2" in outcome.report.read_text(encoding="utf-8")
     for name in ("histogram", "linear"):
-        assert (tmp_path / "demo" / f"converted-{name}" / "results.parquet").exists()
+        assert (out / f"converted-{name}" / "results.parquet").exists()
 
     from ctharmony import tracking
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +113,124 @@ def test_gpu_is_chosen_and_mixed_precision_stays_close_to_fp32(saved_models):
     batch = _batch(volume)
     agree = (seg_amp(batch)["mask_original"] == seg_cpu(batch)["mask_original"]).mean()
     assert agree > 0.99
+
+
+# --- canonical in-plane orientation (issue 11) ------------------------------------------------------------
+
+class _LeftAnteriorTissue(torch.nn.Module):
+    """A deterministic "segmenter" that is NOT rotation invariant: soft tissue, but only in the image's
+    left 55 % and top 75 % (where the liver lies in the canonical display)."""
+
+    info = {"name": "left-anterior-tissue", "version": "1"}
+
+    def forward(self, x):
+        height, width = x.shape[-2:]
+        rows = torch.arange(height, device=x.device)[:, None] < 0.75 * height
+        columns = torch.arange(width, device=x.device)[None, :] < 0.55 * width
+        return (((x > 0) & (x < 200)) & rows & columns).float()
+
+
+class _Ramps(torch.nn.Module):
+    """A deterministic "harmonizer" that adds ramps along the image's rows and columns (position dependent)."""
+
+    info = {"name": "ramps", "version": "1"}
+
+    def forward(self, x):
+        height, width = x.shape[-2:]
+        return x + _ramps(height, width, torch.linspace)
+
+
+def _ramps(height, width, linspace):
+    return linspace(0.0, 100.0, width)[None, :] + linspace(0.0, 30.0, height)[:, None]
+
+
+def test_harmonizer_sees_canonical_slices_and_returns_the_stored_layout():
+    from ctharmony.archive.orientation import SYMMETRIES, canonical_transform
+
+    canonical = np.random.default_rng(3).normal(50, 30, (2, 6, 9)).astype(np.float32)
+    expected = canonical + _ramps(6, 9, np.linspace).astype(np.float32)  # the model on canonical slices
+    predictor = HarmonizerPredictor(_Ramps(), device="cpu")
+    for stored_as in SYMMETRIES:
+        direction = stored_as.direction(np.eye(3))
+        stored = stored_as.apply(canonical)
+        batch = _batch(stored)
+        batch["direction"] = direction.reshape(1, 9)
+        out = predictor(batch)["hu_harmonized"][0]
+        assert out.shape == stored.shape  # the stored layout, voxel for voxel
+        np.testing.assert_allclose(canonical_transform(direction).apply(out), expected, atol=1e-4)
+        if not stored_as.is_identity:  # without the direction the network would see another image
+            plain = predictor(_batch(stored))["hu_harmonized"][0]
+            assert np.abs(canonical_transform(direction).apply(plain) - expected).max() > 10.0
+
+
+def _variant_files(volume, stored_as, folder):
+    """Write ``volume`` stored with the in-plane layout ``stored_as`` as a real DICOM series (same physical image)."""
+    from pydicom.uid import generate_uid
+
+    from ctharmony.archive.orientation import transform_volume
+    from ctharmony.archive.synthetic import ct_slice_dataset
+
+    variant = transform_volume(volume, stored_as)
+    folder.mkdir(parents=True)
+    uids = {"series_uid": generate_uid(), "study_uid": "1.2.826.0.1.3680043.10.1", "frame_uid": "1.2.826.0.1.9"}
+    orientation = [*variant.direction[:, 0], *variant.direction[:, 1]]
+    files = []
+    for k in range(variant.shape[0]):
+        pixels = np.round(variant.hu[k]).astype(np.int16)
+        ds = ct_slice_dataset(pixels, position=variant.positions[k], orientation=orientation,
+                              pixel_spacing=variant.spacing[1:], instance=k + 1, intercept=0.0, **uids)
+        ds.save_as(folder / f"{k:03d}.dcm", enforce_file_format=True)
+        files.append(str(folder / f"{k:03d}.dcm"))
+    return files
+
+
+def _on_grid(image, reference):
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor))
+
+
+def test_the_same_ct_in_any_of_the_8_stored_layouts_gets_the_same_masks(real_data, tmp_path):
+    """The issue's criterion on the real abdominal CT: Dice >= 0.99 between the masks of any two stored
+    layouts, compared in physical space; without canonical slices the same segmenter disagrees."""
+    import SimpleITK as sitk
+
+    from ctharmony.archive import Volume, read_series
+    from ctharmony.archive.orientation import SYMMETRIES
+    from ctharmony.evaluate.metrics import dice
+    from ctharmony.infer.pipeline import read_catalog_row
+    from ctharmony.infer.writer import volume_of
+
+    real = read_series(sorted((real_data / "siemens-abdomen-ct").iterdir()))
+    rows, columns = slice(96, 416), slice(16, 496)  # 320 x 480: a transposed layout changes the shape
+    shift = real.direction[:, 0] * columns.start * real.spacing[2] + real.direction[:, 1] * rows.start * real.spacing[1]
+    ct = Volume(real.hu[8:12, rows, columns], real.spacing, direction=real.direction,
+                positions=real.positions[8:12] + shift)
+    predictor = SegmenterPredictor(_LeftAnteriorTissue(), device="cpu")
+    reference = None
+    masks, plain_masks = {}, {}
+    for n, stored_as in enumerate(SYMMETRIES):
+        files = _variant_files(ct, stored_as, tmp_path / f"variant{n}")
+        reader = sitk.ImageSeriesReader()  # independent reader: the variant is the same image in space
+        reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(tmp_path / f"variant{n}")))
+        image = reader.Execute()
+        reference = reference or image
+        np.testing.assert_array_equal(_on_grid(image, reference), sitk.GetArrayFromImage(reference))
+        row = read_catalog_row({"series_key": f"v{n}", "series_uid": "", "study_uid": "", "patient_key": "",
+                                "site": "", "protocol": "M80", "files": json.dumps(files)})
+        assert row["status"] == "ok", row["reason"]
+        batch = {key: np.asarray([value]) if np.ndim(value) else np.asarray([value], dtype=object)
+                 for key, value in row.items()}
+        batch["hu"] = row["hu"][None]
+        batch["direction"] = row["direction"][None]
+        mask = predictor(batch)["mask_original"][0]
+        assert mask.shape == row["hu"].shape and mask.any()
+        masks[stored_as] = _on_grid(volume_of(row, mask).to_sitk(), reference)
+        del batch["direction"]  # the same segmenter on the stored layout, as before issue 11
+        plain = predictor(batch)["mask_original"][0]
+        plain_masks[stored_as] = _on_grid(volume_of(row, plain).to_sitk(), reference)
+    pairs = [(a, b) for a in SYMMETRIES for b in SYMMETRIES if a != b]
+    assert min(dice(masks[a], masks[b]) for a, b in pairs) >= 0.99
+    base = plain_masks[SYMMETRIES[0]]  # the identity layout: canonical already
+    np.testing.assert_array_equal(masks[SYMMETRIES[0]], base)
+    assert all(dice(plain_masks[s], base) < 0.9 for s in SYMMETRIES[1:])

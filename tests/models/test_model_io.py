@@ -60,3 +60,35 @@ def test_logged_model_registers_and_reloads_at_other_sizes() -> None:
     assert out.shape == (1, 1, 20, 28)
     with pytest.raises(ModelLoadError, match="cannot load model"):
         load_model("models:/ctharmony-no-such-model/1")
+
+
+def test_logged_model_pins_this_ctharmony_and_records_no_local_path(tmp_path: Path) -> None:
+    import mlflow
+    import yaml
+
+    from ctharmony import __version__, tracking
+
+    info = log_model(_perturbed("liver-unet"), "segmenter")
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(tmp_path / "dl")))
+    requirements = (local / "requirements.txt").read_text(encoding="utf-8").split()
+    assert f"ctharmony=={__version__}" in requirements
+    assert not [r for r in requirements if r.startswith("ctharmony") and r != f"ctharmony=={__version__}"]
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
+    # MLflow itself records where the store keeps the model (artifact_path); nothing else may be a local path
+    store = str(tracking.artifact_root() or "")
+    mlmodel.pop("artifact_path")
+    text = yaml.safe_dump(mlmodel)
+    checkout = str(Path(__file__).resolve().parents[2])
+    for local_path in (checkout, tempfile_root(), str(Path.home()), store):
+        assert local_path not in text, (local_path, text)
+    flavor = mlmodel["flavors"]["python_function"]
+    assert flavor["model_code_path"] == "pyfunc.py" and (local / "pyfunc.py").is_file()
+    assert flavor["artifacts"]["hu_model"] == {"path": "artifacts/hu_model"}
+    reloaded = mlflow.pyfunc.load_model(info.model_uri)  # still loads through MLflow's own loader
+    assert reloaded.predict(np.zeros((1, 1, 16, 16), np.float32)).shape == (1, 1, 16, 16)
+
+
+def tempfile_root() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()

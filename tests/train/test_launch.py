@@ -62,6 +62,7 @@ def test_ddp_run_killed_after_an_epoch_resumes_and_registers(tiny_archive: dict[
     storage = str(tmp_path / "ray_results")
     trainer = build_trainer(spec, tiny_archive["catalog"], workers=2, use_gpu=False, storage_path=storage,
                             name="resume-me")
+    assert trainer.backend_config.backend == "gloo"  # CPU workers (GPU workers use NCCL)
     trainer.train_loop_config["crash_after_epoch"] = 1  # the last rank's process dies after epoch 1
     try:
         failed = trainer.fit().error is not None

@@ -43,7 +43,8 @@ RECORD_SCHEMA = pa.schema(
         ("patient_key", pa.string()), ("study_uid", pa.string()), ("series_uid", pa.string()),
         ("frame_of_reference_uid", pa.string()), ("site", pa.string()), ("manufacturer", pa.string()),
         ("model", pa.string()), ("kernel", pa.string()), ("kvp", pa.float64()), ("image_type", pa.string()),
-        ("series_description", pa.string()), ("rows", pa.int64()), ("columns", pa.int64()),
+        ("series_description", pa.string()), ("protocol_name", pa.string()), ("recon_info", pa.string()),
+        ("rows", pa.int64()), ("columns", pa.int64()),
         ("bits", pa.int64()), ("samples", pa.int64()), ("position", pa.list_(pa.float64())),
         ("orientation", pa.list_(pa.float64())), ("pixel_spacing", pa.list_(pa.float64())),
         ("slice_thickness", pa.float64()), ("frames", pa.int64()), ("gantry_tilt", pa.float64()),
@@ -57,9 +58,10 @@ _RECORD_DEFAULTS: dict[str, Any] = {
 }
 CATALOG_SCHEMA = pa.schema(
     [
-        (name, pa.list_(pa.float64()) if name == "spacing" else pa.list_(pa.string()) if name == "files"
+        (name, pa.list_(pa.float64()) if name in ("spacing", "slice_steps_mm")
+         else pa.list_(pa.string()) if name == "files"
          else pa.int64() if name in ("rows", "columns", "slices", "bytes")
-         else pa.float64() if name in ("kvp", "slice_thickness") else pa.string())
+         else pa.float64() if name in ("kvp", "slice_thickness", "tilt_degrees", "largest_gap_mm") else pa.string())
         for name in q.CATALOG_COLUMNS
     ]
 )
@@ -154,13 +156,27 @@ def build_catalog(
     rows = group_series(records, classifier.classify)
     rows += [q.file_row(path, why) for path, why in listing.unsafe]
     df = catalog_frame(rows)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out, index=False, schema=CATALOG_SCHEMA)
+    write_catalog(df, out)
     df.attrs.update(node_ids=node_ids, files=len(listing.files) + len(listing.unsafe),
                     seconds=time.perf_counter() - started)
     log.info("catalog written to %s\n%s", out, summarize(df))
     return df
+
+
+def write_catalog(df: pd.DataFrame, out: Path | str) -> Path:
+    """Write the catalog atomically (a temporary file renamed into place); series keys must be unique."""
+    dupes = df["series_key"][df["series_key"].duplicated()].tolist()
+    if dupes:
+        raise RuntimeError(f"catalog for {out}: series_key not unique ({dupes[:3]}): this is a bug, please report")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        df.to_parquet(tmp, index=False, schema=CATALOG_SCHEMA)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
 
 
 def read_catalog(path: Path | str) -> pd.DataFrame:

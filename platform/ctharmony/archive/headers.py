@@ -1,10 +1,13 @@
 """Header-only reading of one DICOM file into a flat record (never the pixel data).
 
 ``read_header`` parses only the tags the catalog needs (``HEADER_TAGS``, skipped over otherwise)
-and stops at the pixel data element, then checks that element's declared length against the file's
-size without reading it: a truncated file, a missing or short pixel data element or a transfer
-syntax without an installed decoder is caught here, at header cost. The PatientID is turned into a
-pseudonymous key at once and never leaves this function.
+and stops at the pixel data element, then judges the file at header cost: what the object is (a
+non-CT SOP class is named: "not a CT image: MR Image Storage"), a file cut short (in its header or
+its pixel data), every invalid header value (``header_checks``: Rows, Columns, bits, samples, pixel
+spacing, rescale slope...), for every transfer syntax, and the pixel data element without decoding it
+(``pixel_element``: unknown transfer syntax, no decoder, wrong length or image size). A transient
+read error (EIO, EAGAIN, ESTALE...) is retried before the file is called unreadable. The PatientID is
+turned into a pseudonymous key at once and never leaves this function.
 
 A record is a plain dict; ``record["error"]`` is the quarantine reason ("" when the file is usable).
 
@@ -16,17 +19,22 @@ Example:
 
 from __future__ import annotations
 
-import functools
+import errno
 import math
 import os
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
 from ctharmony.archive import quarantine as q
+from ctharmony.archive.header_checks import CT_STORAGE, ENHANCED_CT_STORAGE, header_problems, sop_class_reason
+from ctharmony.archive.pixel_element import check_pixel_element, syntax_traits
 from ctharmony.archive.pseudonym import patient_key
+from ctharmony.archive.recon_tags import TAGS as RECON_TAGS
+from ctharmony.archive.recon_tags import recon_info
 
 HEADER_TAGS = (
     "SpecificCharacterSet",
@@ -44,6 +52,7 @@ HEADER_TAGS = (
     "KVP",
     "ImageType",
     "SeriesDescription",
+    "ProtocolName",
     "Rows",
     "Columns",
     "ImagePositionPatient",
@@ -52,19 +61,30 @@ HEADER_TAGS = (
     "SliceThickness",
     "BitsAllocated",
     "SamplesPerPixel",
+    "BitsStored",
+    "PixelRepresentation",
+    "PhotometricInterpretation",
+    "RescaleSlope",
+    "RescaleIntercept",
     "NumberOfFrames",
     "GantryDetectorTilt",
     "InstanceNumber",
 )
-IMAGE_STORAGE_CT = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}  # CT, Enhanced CT
-_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+IMAGE_STORAGE_CT = {CT_STORAGE, *ENHANCED_CT_STORAGE}
+# errno values of a read that may succeed when tried again (network file systems, busy devices).
+TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.ESTALE, errno.EINTR, errno.ETIMEDOUT, errno.EBUSY})
+READ_ATTEMPTS = 3
+RETRY_BACKOFF_S = 0.05  # doubled after each failed attempt
+_INT_KEYWORDS = ("Rows", "Columns", "BitsAllocated", "BitsStored", "SamplesPerPixel", "PixelRepresentation")
+_TEXT_KEYWORDS = ("PhotometricInterpretation", "PixelSpacing", "RescaleSlope", "RescaleIntercept",
+                  "ImagePositionPatient", "ImageOrientationPatient")
 _TAGS = {keyword: tag_for_keyword(keyword) for keyword in HEADER_TAGS}
-_SPECIFIC = [int(t) for t in _TAGS.values()]
+_SPECIFIC = [int(t) for t in _TAGS.values()] + list(RECON_TAGS)
 
 
 def _raw_value(ds: Any, keyword: str) -> Any:
     """The element's value without pydicom's (slow) conversion: bytes for raw elements."""
-    elem = ds.get_item(_TAGS[keyword])
+    elem = ds._dict.get(_TAGS[keyword])  # what get_item returns, without its Tag() conversion (hot path)
     return None if elem is None else elem.value
 
 
@@ -110,59 +130,32 @@ def _uint16(ds: Any, keyword: str, little_endian: bool, default: int = 0) -> int
     return int(value)
 
 
-@functools.cache
-def syntax_traits(transfer_syntax: str) -> tuple[bool, bool, bool]:
-    """(little endian, implicit VR, a pixel decoder is installed) for a transfer syntax UID."""
-    from pydicom.pixels import get_decoder
-    from pydicom.uid import UID
-
-    uid = UID(transfer_syntax)
-    if not uid.is_transfer_syntax:
-        return True, False, False
-    decodable = True
-    if uid.is_compressed:
-        try:
-            decodable = bool(get_decoder(uid).is_available)
-        except (NotImplementedError, ValueError):
-            decodable = False
-    return uid.is_little_endian, uid.is_implicit_VR, decodable
+def _uint16_or_none(ds: Any, keyword: str, little_endian: bool) -> int | None:
+    """An unsigned short element's value, or None when it is absent, empty or too short."""
+    value = _raw_value(ds, keyword)
+    if value is None or (isinstance(value, bytes) and len(value) < 2):
+        return None
+    return _uint16(ds, keyword, little_endian)
 
 
-def _check_pixel_data(fp: Any, size: int, record: dict[str, Any]) -> str:
-    """The quarantine reason found at the pixel data element ('' when it looks complete)."""
-    syntax = record["transfer_syntax"]
-    little, implicit, decodable = syntax_traits(syntax)
-    start = fp.tell()
-    head = fp.read(12)
-    if len(head) < 8:
-        return q.reason(q.NO_PIXELS, "the file ends before any pixel data element")
-    endian = "<" if little else ">"
-    group, element = struct.unpack(endian + "HH", head[:4])
-    if (group, element) != (0x7FE0, 0x0010):
-        return q.reason(q.NO_PIXELS, f"found ({group:04X},{element:04X}) where pixel data was expected")
-    if implicit:
-        length, offset = struct.unpack(endian + "L", head[4:8])[0], 8
-    elif head[4:6] in (b"OB", b"OW", b"OF", b"UN", b"OD", b"OL", b"OV"):
-        if len(head) < 12:
-            return q.reason(q.TRUNCATED, "the file ends inside the pixel data element's header")
-        length, offset = struct.unpack(endian + "L", head[8:12])[0], 12
-    else:
-        length, offset = struct.unpack(endian + "H", head[6:8])[0], 8
-    remaining = size - start - offset
-    if length == 0xFFFFFFFF:  # encapsulated (compressed) fragments: must end with a sequence delimiter
-        fp.seek(max(size - 8, 0))
-        if fp.read(8) != _SEQ_DELIMITER:
-            return q.reason(q.TRUNCATED, "compressed pixel data has no end marker (file cut short?)")
-        if not decodable:
-            return q.reason(q.UNDECODABLE, f"no decoder installed for transfer syntax {syntax}")
-        return ""
-    if length > remaining:
-        return q.reason(q.TRUNCATED, f"pixel data needs {length} bytes, {max(remaining, 0)} remain")
-    expected = record["rows"] * record["columns"] * record["frames"] * record["samples"] * record["bits"] // 8
-    if length < expected or expected == 0:
-        what = f"{record['rows']}x{record['columns']}x{record['bits']} bit"
-        return q.reason(q.UNDECODABLE, f"pixel data holds {length} bytes, a {what} image needs {expected}")
-    return ""
+def _header_values(ds: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """The values ``header_checks.header_problems`` judges, as stored (None when absent)."""
+    little = syntax_traits(record["transfer_syntax"]).little_endian
+    values: dict[str, Any] = {k: _uint16_or_none(ds, k, little) for k in _INT_KEYWORDS}
+    values.update({k: None if _raw_value(ds, k) is None else _text(ds, k) for k in _TEXT_KEYWORDS})
+    values.update(SOPClassUID=record["sop_class_uid"], Modality=record["modality"])
+    return values
+
+
+def _cut_in_header(ds: Any, fp: Any, size: int) -> bool:
+    """Whether the file ends inside a header element (one read short, or one skipped past the end)."""
+    if fp.tell() > size:
+        return True
+    for elem in ds._dict.values():  # the raw elements read (only the specific tags)
+        value = getattr(elem, "value", None)
+        if isinstance(value, bytes) and getattr(elem, "length", 0) not in (0xFFFFFFFF, len(value)):
+            return True
+    return False
 
 
 _META_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"}
@@ -237,29 +230,64 @@ def _open_dataset(fp: Any) -> tuple[Any, dict[str, str]]:
 def read_header(path: str | Path, *, salt: str, site: str = "") -> dict[str, Any]:
     """Read the catalog's tags of one file (header only) into a flat record; never raises on bad input.
 
+    A transient OSError (``TRANSIENT_ERRNOS``) is retried ``READ_ATTEMPTS`` times in all, with a short
+    backoff, before the file is quarantined as unreadable.
+
     Args:
         path: the file.
         salt: the pseudonym salt for the patient key.
         site: fallback site name when the file has no InstitutionName.
     """
     path = str(path)
-    record: dict[str, Any] = {"path": path, "bytes": 0, "error": ""}
-    try:
-        with open(path, "rb") as fp:
-            size = os.fstat(fp.fileno()).st_size
-            record["bytes"] = size
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            return _read_once(path, salt=salt, site=site)
+        except OSError as err:
+            if err.errno in TRANSIENT_ERRNOS and attempt < READ_ATTEMPTS:
+                time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
+                continue
+            why = err.strerror or type(err).__name__
+            if attempt > 1:
+                why += f" (tried {attempt} times)"
             try:
-                ds, meta = _open_dataset(fp)
-            except Exception as err:  # noqa: BLE001 - any parse failure is a quarantine reason
-                record["error"] = _parse_error_reason(err, size)
-                return record
+                nbytes = os.stat(path).st_size
+            except OSError:
+                nbytes = 0
+            return {"path": path, "bytes": nbytes, "error": q.reason(q.UNREADABLE, why)}
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_once(path: str, *, salt: str, site: str) -> dict[str, Any]:
+    """One attempt of ``read_header``; raises OSError (with an errno) on an I/O error."""
+    record: dict[str, Any] = {"path": path, "bytes": 0, "error": ""}
+    with open(path, "rb") as fp:
+        size = os.fstat(fp.fileno()).st_size
+        record["bytes"] = size
+        try:
+            ds, meta = _open_dataset(fp)
+        except Exception as err:  # noqa: BLE001 - any parse failure is a quarantine reason
+            if isinstance(err, OSError) and err.errno is not None:
+                raise
+            fp.seek(0)
+            meta = _read_file_meta(fp)
+            syntax = (meta or {}).get("TransferSyntaxUID", "")
+            unknown = syntax and not syntax_traits(syntax).known
+            record["error"] = _unknown_syntax(syntax) if unknown else _parse_error_reason(err, size)
+            return record
+        try:
             record.update(_fields(ds, meta, salt=salt, site=site))
-            record["error"] = _classify(record) or _check_pixel_data(fp, size, record)
-    except OSError as err:
-        record["error"] = q.reason(q.UNREADABLE, err.strerror or type(err).__name__)
-    except Exception as err:  # noqa: BLE001 - malformed values must quarantine, not crash
-        record["error"] = q.reason(q.NOT_DICOM, f"malformed header ({type(err).__name__}: {err})"[:300])
+            record["error"] = _judge(ds, fp, size, record)
+        except OSError as err:
+            if err.errno is not None:
+                raise
+            record["error"] = q.reason(q.NOT_DICOM, f"malformed header ({type(err).__name__}: {err})"[:300])
+        except Exception as err:  # noqa: BLE001 - malformed values must quarantine, not crash
+            record["error"] = q.reason(q.NOT_DICOM, f"malformed header ({type(err).__name__}: {err})"[:300])
     return record
+
+
+def _unknown_syntax(syntax: str) -> str:
+    return q.reason(q.UNDECODABLE, f"unknown transfer syntax {syntax!r} (not a DICOM transfer syntax)")
 
 
 def _parse_error_reason(err: Exception, size: int) -> str:
@@ -297,6 +325,8 @@ def _fields(ds: Any, meta: dict[str, str], *, salt: str, site: str) -> dict[str,
         "kvp": _number(ds, "KVP"),
         "image_type": _text(ds, "ImageType").upper(),
         "series_description": _text(ds, "SeriesDescription", encoding),
+        "protocol_name": _text(ds, "ProtocolName", encoding),
+        "recon_info": recon_info(ds),
         "rows": _uint16(ds, "Rows", little),
         "columns": _uint16(ds, "Columns", little),
         "bits": _uint16(ds, "BitsAllocated", little, 16),
@@ -311,16 +341,43 @@ def _fields(ds: Any, meta: dict[str, str], *, salt: str, site: str) -> dict[str,
     }
 
 
-def _classify(record: dict[str, Any]) -> str:
-    """File-level reasons visible in the header ('' when none)."""
-    sop_class = record["sop_class_uid"]
-    if sop_class == "1.2.840.10008.1.3.10":
-        return q.reason(q.NOT_CT, "DICOMDIR (a directory index, not an image)")
-    if record["modality"] != "CT" or (sop_class and sop_class not in IMAGE_STORAGE_CT):
-        what = f"modality {record['modality'] or 'missing'}"
-        return q.reason(q.NOT_CT, f"{what}, SOP class {sop_class or 'missing'}")
+def _judge(ds: Any, fp: Any, size: int, record: dict[str, Any]) -> str:
+    """The file's quarantine reason ('' when it is a usable CT slice), most telling first."""
+    if not syntax_traits(record["transfer_syntax"]).known:  # nothing parsed under it can be trusted
+        return _unknown_syntax(record["transfer_syntax"])
+    if _cut_in_header(ds, fp, size):
+        return q.reason(q.TRUNCATED, f"the file ends inside its header (after {size} bytes)")
+    not_ct = sop_class_reason(record["sop_class_uid"], record["modality"])
+    if not_ct:
+        return not_ct
+    problems = header_problems(_header_values(ds, record))
+    if syntax_traits(record["transfer_syntax"]).deflated:
+        pixels = _check_deflated(fp, record) if not problems else ""
+    else:
+        pixels = check_pixel_element(fp, size, record)
+    missing = [p for p in problems if "missing" in p]
+    if q.category(pixels) == q.NO_PIXELS and missing:  # ends before the pixels, and header values are missing
+        return q.reason(q.TRUNCATED, f"the file ends after {size} bytes, before its pixel data "
+                                     f"({'; '.join(missing[:3])})")
     if record["frames"] > 1:
-        return q.reason(q.MULTIFRAME, f"{record['frames']} frames in one file (enhanced CT is not read)")
+        return q.reason(q.MULTIFRAME, f"{record['frames']} frames in one file (multi-frame CT is not read)")
     if "LOCALIZER" in record["image_type"]:
         return q.reason(q.LOCALIZER, f"ImageType {record['image_type']}")
+    if problems:
+        return q.reason(q.INVALID_HEADER, "; ".join(problems))
+    return pixels
+
+
+def _check_deflated(fp: Any, record: dict[str, Any]) -> str:
+    """Pixel data of a deflated file: the whole (compressed) dataset has to be inflated to reach it."""
+    import pydicom
+
+    fp.seek(0)
+    ds = pydicom.dcmread(fp, force=True)
+    elem = ds.get_item(0x7FE00010)
+    if elem is None:
+        return q.reason(q.NO_PIXELS, "the deflated dataset holds no pixel data element")
+    expected = record["rows"] * record["columns"] * record["frames"] * record["samples"] * record["bits"] // 8
+    if len(elem.value or b"") < expected:
+        return q.reason(q.UNDECODABLE, f"pixel data holds {len(elem.value or b'')} bytes, the image needs {expected}")
     return ""

@@ -28,6 +28,9 @@ INCONSISTENT_GEOMETRY = "inconsistent geometry"
 UNDECODABLE = "undecodable pixel data"
 UNSAFE_PATH = "unsafe path"
 MULTIFRAME = "unsupported multi-frame image"
+INVALID_HEADER = "invalid image header"
+DUPLICATE = "duplicate instance"
+CONFLICTING_DUPLICATE = "conflicting duplicate"
 
 CATEGORIES = (
     NOT_DICOM,
@@ -40,6 +43,9 @@ CATEGORIES = (
     UNDECODABLE,
     UNSAFE_PATH,
     MULTIFRAME,
+    INVALID_HEADER,
+    DUPLICATE,
+    CONFLICTING_DUPLICATE,
 )
 
 
@@ -67,13 +73,19 @@ CATALOG_DEFAULTS: dict[str, Any] = {
     "kvp": math.nan,
     "image_type": "",
     "series_description": "",
+    "protocol_name": "",  # ProtocolName: the acquisition protocol, shared by all its reconstructions
+    "recon_info": "",  # reconstruction markers from standard and private tags (archive/recon_tags.py)
     "protocol": "unknown",
     "protocol_rule": "",
     "rows": 0,
     "columns": 0,
     "slices": 0,
-    "spacing": [],
+    "spacing": [],  # (z, y, x) mm: median step between slice planes, then PixelSpacing (row, column)
     "slice_thickness": math.nan,
+    "geometry": "",  # "regular", or what is not: "gantry tilt", "gap", "variable spacing" joined by "+"
+    "tilt_degrees": 0.0,
+    "largest_gap_mm": 0.0,  # the largest step between slice planes when it is a gap (> 1.5 x median), else 0
+    "slice_steps_mm": [],  # the distinct steps between neighbouring slice planes (0.01 mm)
     "files": [],
     "bytes": 0,
     "status": "ok",

@@ -4,7 +4,9 @@ Transfer syntaxes: uncompressed, JPEG 2000 (pylibjpeg-openjpeg) and JPEG lossles
 whatever else pydicom's installed decoders handle. Slices are sorted along the slice normal; the
 slice spacing comes from the positions (``series.slice_geometry``). Each slice's RescaleSlope and
 RescaleIntercept are applied; pixels equal to PixelPaddingValue (or within the padding range) become
-``PADDING_HU``. The result matches SimpleITK's ``ImageSeriesReader`` voxel for voxel and in geometry.
+``PADDING_HU``. Every slice keeps its exact ImagePositionPatient (``Volume.positions``), so gantry tilt,
+gaps and uneven spacing are never regularised away; on a regular series the result matches SimpleITK's
+``ImageSeriesReader`` voxel for voxel and in geometry.
 
 Slices without Study/Series Instance UIDs (over-anonymised exports) get deterministic surrogate UIDs,
 named in ``tags["surrogate_uids"]``, so that derived series and SEGs can still reference them.
@@ -17,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,8 +69,7 @@ def _hu(ds: Any, path: Path) -> np.ndarray:
         raise SeriesReadError(f"{path}: pixel data cannot be decoded (transfer syntax {syntax}): {err}") from err
     if stored.ndim != 2:
         raise SeriesReadError(f"{path}: expected a 2-D grey image, got shape {stored.shape}")
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    slope, intercept = _rescale(ds, path)
     hu = stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
     padding = ds.get("PixelPaddingValue")
     if padding is not None:
@@ -75,6 +77,21 @@ def _hu(ds: Any, path: Path) -> np.ndarray:
         low, high = sorted((int(padding), int(limit)))
         hu[(stored >= low) & (stored <= high)] = PADDING_HU
     return hu
+
+
+def _rescale(ds: Any, path: Path) -> tuple[float, float]:
+    """RescaleSlope and RescaleIntercept (absent or empty: 1 and 0); a zero or non-finite slope is an error."""
+    values = []
+    for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        raw = ds.get(keyword)
+        try:
+            value = default if raw is None or raw == "" else float(raw)
+        except (TypeError, ValueError) as err:
+            raise SeriesReadError(f"{path}: {keyword} {raw!r} is not a number") from err
+        if not np.isfinite(value) or (keyword == "RescaleSlope" and value == 0):
+            raise SeriesReadError(f"{path}: {keyword} is {raw!r}: stored values cannot be turned into HU")
+        values.append(value)
+    return values[0], values[1]
 
 
 def _uid(ds: Any, keyword: str, meta_keyword: str = "") -> str:
@@ -108,6 +125,8 @@ def read_series(files: Sequence[str | Path]) -> Volume:
             raise SeriesReadError(f"{path}: image size {hu.shape} differs from {shape}")
     first = ordered[0][0]
     row_spacing, column_spacing = _floats(first, "PixelSpacing", 2, ordered[0][1])
+    if not (row_spacing > 0 and column_spacing > 0 and np.isfinite([row_spacing, column_spacing]).all()):
+        raise SeriesReadError(f"{ordered[0][1]}: PixelSpacing {[row_spacing, column_spacing]} is not positive")
     z_spacing = geometry.spacing
     if not np.isfinite(z_spacing):  # a single slice: the best we have is its thickness
         z_spacing = float(first.get("SliceThickness", 1.0) or 1.0)
@@ -116,7 +135,7 @@ def read_series(files: Sequence[str | Path]) -> Volume:
     sop_uids = [_uid(ds, "SOPInstanceUID", "MediaStorageSOPInstanceUID") for ds, _ in ordered]
     tags = _tags(first, sop_uids, [str(p) for _, p in ordered])
     if not tags["SeriesInstanceUID"]:
-        tags["SeriesInstanceUID"] = surrogate_series_uid(sop_uids)
+        tags["SeriesInstanceUID"] = surrogate_series_uid(sop_uids, os.path.dirname(str(ordered[0][1])))
         tags["surrogate_uids"].append("SeriesInstanceUID")
     if not tags["StudyInstanceUID"]:
         tags["StudyInstanceUID"] = generate_uid(entropy_srcs=["ctharmony-surrogate-study", tags["SeriesInstanceUID"]])
@@ -124,18 +143,16 @@ def read_series(files: Sequence[str | Path]) -> Volume:
     return Volume(
         hu=np.stack(slices),
         spacing=(z_spacing, row_spacing, column_spacing),
-        origin=tuple(positions[geometry.order[0]]),
         direction=direction,
         tags=tags,
+        positions=np.asarray([positions[i] for i in geometry.order], dtype=np.float64),
     )
 
 
 def _tags(first: Any, sop_uids: list[str], source_files: list[str]) -> dict[str, Any]:
-    from ctharmony.archive.pseudonym import patient_key
-
-    study_uid = _uid(first, "StudyInstanceUID")
+    """Identifying tags of the series (no patient identity: the catalog owns the pseudonymous key)."""
     return {
-        "StudyInstanceUID": study_uid,
+        "StudyInstanceUID": _uid(first, "StudyInstanceUID"),
         "SeriesInstanceUID": _uid(first, "SeriesInstanceUID"),
         "FrameOfReferenceUID": _uid(first, "FrameOfReferenceUID"),
         "SOPClassUID": _uid(first, "SOPClassUID", "MediaStorageSOPClassUID"),
@@ -146,6 +163,5 @@ def _tags(first: Any, sop_uids: list[str], source_files: list[str]) -> dict[str,
         "SeriesDescription": str(first.get("SeriesDescription", "")),
         "ConvolutionKernel": "\\".join(str(k) for k in np.atleast_1d(first.get("ConvolutionKernel", []) or [])),
         "SliceThickness": float(first.get("SliceThickness", 0.0) or 0.0),
-        "patient_key": patient_key(str(first.get("PatientID", "") or ""), study_uid=study_uid),
         "surrogate_uids": [],
     }

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ctharmony.archive.volume import Volume
-from ctharmony.archive.writer import derived_description, derived_uid
+from ctharmony.archive.writer import derived_description, derived_uid, fill_type2
 
 
 def _source_datasets(source: Volume) -> list[Any]:
@@ -42,7 +42,7 @@ def _source_datasets(source: Volume) -> list[Any]:
                 setattr(ds, keyword, source.tags.get(keyword) or ds.file_meta.get(f"MediaStorage{keyword}", ""))
         if not ds.get("SOPInstanceUID"):
             ds.SOPInstanceUID = sop_uid
-        datasets.append(ds)
+        datasets.append(fill_type2(ds))
     return datasets
 
 

@@ -1,25 +1,36 @@
-"""Slices -> series: group header records, split mixed series, sort along the normal, check geometry.
+"""Slices -> series: group header records, drop copies and bad slices, sort along the normal, measure geometry.
 
-Grouping starts from the SeriesInstanceUID (files without one are grouped by folder, frame of
-reference and description, under a surrogate UID derived from their SOP Instance UIDs) and splits
-further when orientation, ImageType or image size differ; the largest part keeps the UID as its
-``series_key``, the others get ``.2``, ``.3``... Slices are sorted by their position along the slice
-normal (row x column direction cosines), and the slice spacing is the median step between those
-positions, never SliceThickness. Gaps, variable spacing and gantry tilt are flagged in
-``warnings``; duplicate positions, missing geometry or mixed pixel spacing quarantine the series.
+Grouping starts from the SeriesInstanceUID; files without one are grouped by folder, frame of reference
+and description under a surrogate UID derived from their folder and SOP Instance UIDs, so the same
+export in two folders gives two distinct series. Within a series:
+
+- exact duplicate instances (same SOP Instance UID, same bytes: a second copy of an export) are kept
+  once; the copies go to a ``duplicate instance`` quarantine row;
+- conflicting copies (same SOP Instance UID, different bytes) are all set aside in a
+  ``conflicting duplicate`` row (which copy is right cannot be told);
+- slices without position/orientation, or whose pixel spacing or frame of reference differs from the
+  rest, are split off into their own quarantine row, so one bad slice never sinks the others;
+- orientation, ImageType or image size differences split the series into parts (the largest keeps the
+  key, the others get ``.2``, ``.3``...).
+
+Slices are sorted by their position along the slice normal; the nominal slice spacing is the median
+step between those positions, never SliceThickness. Gantry tilt, gaps and uneven spacing are measured
+(``tilt_degrees``, ``largest_gap_mm``, ``slice_steps_mm``) and described in ``geometry``; the exact
+per-slice positions travel on (``Volume.positions``) and policies downstream decide what to convert.
 
 Example:
     >>> geo = slice_geometry([[0, 0, 4.0], [0, 0, 0.0], [0, 0, 2.0]], [1, 0, 0, 0, 1, 0])
-    >>> geo.order, geo.spacing
-    ([1, 2, 0], 2.0)
+    >>> geo.order, geo.spacing, geo.describe()
+    ([1, 2, 0], 2.0, 'regular')
 """
 
 from __future__ import annotations
 
 import dataclasses
+import filecmp
 import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,27 +43,37 @@ TILT_DEGREES = 0.1
 GAP_FACTOR = 1.5
 SPACING_TOLERANCE_MM = 0.01
 
+Classifier = Callable[[dict[str, Any]], tuple[str, str]]
+
 
 @dataclasses.dataclass
 class Geometry:
-    """Order of the slices along the normal, their spacing, and what looks wrong."""
+    """Order of the slices along the normal, their spacing, and what is irregular about them."""
 
     order: list[int]
     spacing: float
     normal: np.ndarray
     warnings: list[str]
     error: str = ""
+    tilt_degrees: float = 0.0
+    largest_gap_mm: float = 0.0
+    steps_mm: list[float] = dataclasses.field(default_factory=list)
+
+    def describe(self) -> str:
+        """``regular``, or what is not: ``gantry tilt``, ``gap``, ``variable spacing`` (joined by ``+``)."""
+        kinds = [w.split(":", 1)[0] for w in self.warnings]
+        return "+".join(kinds) if kinds else "regular"
 
 
-def surrogate_series_uid(sop_uids: Sequence[str]) -> str:
-    """A deterministic UID for slices whose SeriesInstanceUID is empty (from their SOP Instance UIDs)."""
+def surrogate_series_uid(sop_uids: Sequence[str], folder: str = "") -> str:
+    """A deterministic UID for slices without a SeriesInstanceUID (from their folder and SOP Instance UIDs)."""
     from pydicom.uid import generate_uid
 
-    return generate_uid(entropy_srcs=["ctharmony-surrogate-series", *sorted(sop_uids)])
+    return generate_uid(entropy_srcs=["ctharmony-surrogate-series", str(folder), *sorted(sop_uids)])
 
 
 def slice_geometry(positions: Sequence[Sequence[float]], orientation: Sequence[float]) -> Geometry:
-    """Sort slices along the normal of ``orientation`` and derive the spacing from their positions."""
+    """Sort slices along the normal of ``orientation``; measure spacing, gaps, uneven steps and tilt."""
     cosines = np.asarray(orientation, dtype=np.float64)
     normal = np.cross(cosines[:3], cosines[3:])
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
@@ -67,63 +88,40 @@ def slice_geometry(positions: Sequence[Sequence[float]], orientation: Sequence[f
         return Geometry(order, math.nan, normal, [], error)
     spacing = float(np.median(steps))
     warnings = []
-    gaps = steps > GAP_FACTOR * spacing
-    if gaps.any():
-        missing = int(np.sum(np.round(steps[gaps] / spacing) - 1))
-        warnings.append(f"gap: about {missing} missing slice(s) at {int(gaps.sum())} place(s)")
-    regular = steps[~gaps]
-    if regular.size and float(regular.max() - regular.min()) > SPACING_TOLERANCE_MM + 0.001 * spacing:
-        warnings.append(f"variable spacing: steps from {regular.min():.3f} to {regular.max():.3f} mm")
     span = pos[order[-1]] - pos[order[0]]
     cos_tilt = abs(float(span @ normal)) / max(float(np.linalg.norm(span)), 1e-9)
     tilt = math.degrees(math.acos(min(1.0, cos_tilt)))
     if tilt > TILT_DEGREES:
-        warnings.append(f"gantry tilt: slices are sheared by {tilt:.1f} degrees (read as if untilted)")
-    return Geometry(order, spacing, normal, warnings)
-
-
-def _orientation_key(values: Sequence[float]) -> tuple[float, ...]:
-    return tuple(round(float(v), 3) for v in values)
-
-
-def _series_row(records: list[dict[str, Any]], classify: Callable[[dict[str, Any]], tuple[str, str]]) -> dict:
-    first = records[0]
-    row = {key: first.get(key, default) for key, default in q.CATALOG_DEFAULTS.items()}
-    row["bytes"] = int(sum(r["bytes"] for r in records))
-    row["slices"] = len(records)
-    row["files"] = [r["path"] for r in records]
-    row["warnings"] = ""
-    row["_sop_uids"] = [r["sop_uid"] for r in records]
-    bad_geometry = [r["path"] for r in records if len(r["position"]) != 3 or len(r["orientation"]) != 6]
-    if bad_geometry:
-        row.update(status="quarantined", reason=q.reason(
-            q.INCONSISTENT_GEOMETRY, f"{len(bad_geometry)} slice(s) without ImagePositionPatient/Orientation"))
-        return row
-    if len({tuple(r["pixel_spacing"]) for r in records}) > 1:
-        row.update(status="quarantined", reason=q.reason(q.INCONSISTENT_GEOMETRY, "pixel spacing differs"))
-        return row
-    if len({r["frame_of_reference_uid"] for r in records}) > 1:
-        row.update(status="quarantined", reason=q.reason(q.INCONSISTENT_GEOMETRY, "several frames of reference"))
-        return row
-    geo = slice_geometry([r["position"] for r in records], first["orientation"])
-    row["files"] = [records[i]["path"] for i in geo.order]
-    row["warnings"] = "; ".join(geo.warnings)
-    pixel = first["pixel_spacing"] or [math.nan, math.nan]
-    row["spacing"] = [geo.spacing, float(pixel[0]), float(pixel[1])]
-    if geo.error:
-        row.update(status="quarantined", reason=geo.error)
-    elif len(records) == 1:
-        row.update(status="quarantined", reason=q.reason(q.LOCALIZER, "a single slice cannot form a volume"))
-    row["protocol"], row["protocol_rule"] = classify(row)
-    return row
+        warnings.append(f"gantry tilt: slices sheared by {tilt:.1f} degrees (kept as the scanner wrote them)")
+    gaps = steps > GAP_FACTOR * spacing
+    largest_gap = float(steps[gaps].max()) if gaps.any() else 0.0
+    if gaps.any():
+        missing = int(np.sum(np.round(steps[gaps] / spacing) - 1))
+        warnings.append(f"gap: about {missing} missing slice(s) at {int(gaps.sum())} place(s), "
+                        f"largest step {largest_gap:.2f} mm")
+    regular = steps[~gaps]
+    if regular.size and float(regular.max() - regular.min()) > SPACING_TOLERANCE_MM + 0.001 * spacing:
+        warnings.append(f"variable spacing: steps from {regular.min():.3f} to {regular.max():.3f} mm")
+    seen = sorted({round(float(s), 2) for s in steps})
+    return Geometry(order, spacing, normal, warnings, "", round(tilt, 3), largest_gap, seen)
 
 
 def group_series(
-    records: Sequence[dict[str, Any]], classify: Callable[[dict[str, Any]], tuple[str, str]]
+    records: Sequence[dict[str, Any]],
+    classify: Classifier,
+    *,
+    same_content: Callable[[str, str], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Catalog rows (series and quarantine rows) from header records; every record lands in one row."""
+    """Catalog rows (series and quarantine rows) from header records; every record lands in exactly one row.
+
+    Args:
+        records: header records (``headers.read_header``).
+        classify: row -> (protocol, rule).
+        same_content: whether two files hold the same bytes (default: a byte comparison).
+    """
+    same_content = same_content or (lambda a, b: filecmp.cmp(a, b, shallow=False))
     rows: list[dict[str, Any]] = []
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    identities: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         error = rec.get("error", "")
         uid = rec.get("series_uid", "")
@@ -132,28 +130,149 @@ def group_series(
             continue
         identity = uid or ("no-uid", os.path.dirname(rec["path"]), rec["frame_of_reference_uid"],
                            rec["series_description"])
-        split = (error, _orientation_key(rec["orientation"]), rec["image_type"], rec["rows"], rec["columns"])
-        groups[(identity, split)].append(rec)
-    by_identity: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    for (identity, split), members in groups.items():
-        error = split[0]
-        if error:
-            row = _series_row(members, lambda _row: ("unknown", ""))
-            row.update(status="quarantined", reason=error, warnings="")
-        else:
-            row = _series_row(members, classify)
-        by_identity[identity].append(row)
-    for identity, parts in by_identity.items():
-        parts.sort(key=lambda r: (r["status"] != "ok", -r["slices"], r["files"][0]))
-        base = identity if isinstance(identity, str) else surrogate_series_uid(parts[0]["_sop_uids"])
-        for index, part in enumerate(parts):
-            del part["_sop_uids"]
-            part["series_key"] = base if index == 0 else f"{base}.{index + 1}"
-            if not isinstance(identity, str):
-                note = "no SeriesInstanceUID: surrogate series_key"
-                part["warnings"] = "; ".join(filter(None, [note, part["warnings"]]))
-        rows.extend(parts)
+        identities[identity].append(rec)
+    for identity, members in identities.items():
+        rows.extend(_identity_rows(identity, members, classify, same_content))
     return rows
+
+
+def _identity_rows(identity: Any, members: list[dict[str, Any]], classify: Classifier,
+                   same_content: Callable[[str, str], bool]) -> list[dict[str, Any]]:
+    """Rows of one series identity: its parts and the quarantine rows split off from it."""
+    usable = [r for r in members if not r.get("error")]
+    kept, duplicates, conflicts = _deduplicate(usable, same_content)
+    no_geometry = [r for r in kept if len(r["position"]) != 3 or len(r["orientation"]) != 6]
+    if no_geometry and len(no_geometry) < len(kept):
+        dropped = {id(r) for r in no_geometry}
+        kept = [r for r in kept if id(r) not in dropped]
+    else:
+        no_geometry = []
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for rec in kept + [r for r in members if r.get("error")]:
+        split = (rec.get("error", ""), _orientation_key(rec["orientation"]), rec["image_type"], rec["rows"],
+                 rec["columns"])
+        groups[split].append(rec)
+    parts, split_off = [], []
+    for split, group in groups.items():
+        if split[0]:
+            row = _series_row(group, lambda _row: ("unknown", ""))
+            row.update(status="quarantined", reason=split[0], warnings="")
+        else:
+            group, odd = _majority(group)
+            row = _series_row(group, classify)
+            split_off += odd
+        parts.append(row)
+    parts.sort(key=lambda r: (r["status"] != "ok", -r["slices"], r["files"][0]))
+    if isinstance(identity, str):
+        base, note = identity, ""
+    else:
+        base = surrogate_series_uid(parts[0]["_sop_uids"], identity[1])
+        note = "no SeriesInstanceUID: surrogate series_key"
+    rows = []
+    for index, part in enumerate(parts):
+        del part["_sop_uids"]
+        part["series_key"] = base if index == 0 else f"{base}.{index + 1}"
+        part["warnings"] = "; ".join(filter(None, [note, part["warnings"]]))
+        rows.append(part)
+    known = _known(members[0])
+    if duplicates:
+        rows.append(_set_aside(f"{base}.duplicates", duplicates, q.reason(
+            q.DUPLICATE, f"{len(duplicates)} file(s) are byte-identical copies of instances kept in series "
+                         f"{base} (the same export stored twice)"), known))
+    if conflicts:
+        count = len({r['sop_uid'] for r in conflicts})
+        rows.append(_set_aside(f"{base}.conflicts", conflicts, q.reason(
+            q.CONFLICTING_DUPLICATE, f"{len(conflicts)} files share {count} SOP Instance UID(s) with different "
+                                     "content; none of the copies is used"), known))
+    if no_geometry:
+        rows.append(_set_aside(f"{base}.no-geometry", no_geometry, q.reason(
+            q.INCONSISTENT_GEOMETRY, f"{len(no_geometry)} slice(s) without ImagePositionPatient/"
+                                     "ImageOrientationPatient, split off from the series"), known))
+    for index, (records, why) in enumerate(split_off):
+        rows.append(_set_aside(f"{base}.split-{index + 1}", records, why, known))
+    return rows
+
+
+def _deduplicate(records: list[dict[str, Any]], same_content: Callable[[str, str], bool]):
+    """(kept, exact copies, conflicting copies) by SOP Instance UID."""
+    by_uid: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    kept = []
+    for rec in records:
+        if rec.get("sop_uid"):
+            by_uid[rec["sop_uid"]].append(rec)
+        else:
+            kept.append(rec)
+    duplicates, conflicts = [], []
+    for copies in by_uid.values():
+        copies.sort(key=lambda r: r["path"])
+        first, others = copies[0], copies[1:]
+        if all(r["bytes"] == first["bytes"] and same_content(first["path"], r["path"]) for r in others):
+            kept.append(first)
+            duplicates += others
+        else:
+            conflicts += copies
+    return kept, duplicates, conflicts
+
+
+def _majority(group: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[list[dict[str, Any]], str]]]:
+    """The slices that agree with the majority's pixel spacing and frame of reference, and what is split off."""
+    split_off = []
+    for field, label in (("pixel_spacing", "pixel spacing"), ("frame_of_reference_uid", "frame of reference")):
+        values = Counter(_hashable(r[field]) for r in group)
+        if len(values) < 2:
+            continue
+        common = values.most_common(1)[0][0]
+        odd = [r for r in group if _hashable(r[field]) != common]
+        group = [r for r in group if _hashable(r[field]) == common]
+        shown = "" if field == "frame_of_reference_uid" else f" ({list(common)} mm kept)"
+        split_off.append((odd, q.reason(q.INCONSISTENT_GEOMETRY, f"{len(odd)} slice(s) with another {label} "
+                                                                 f"than the rest of the series{shown}")))
+    return group, split_off
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple | np.ndarray) else value
+
+
+def _orientation_key(values: Sequence[float]) -> tuple[float, ...]:
+    return tuple(round(float(v), 3) for v in values)
+
+
+def _series_row(records: list[dict[str, Any]], classify: Classifier) -> dict:
+    first = records[0]
+    row = {key: first.get(key, default) for key, default in q.CATALOG_DEFAULTS.items()}
+    row["bytes"] = int(sum(r["bytes"] for r in records))
+    row["slices"] = len(records)
+    row["files"] = sorted(r["path"] for r in records)
+    row["warnings"] = ""
+    row["_sop_uids"] = [r["sop_uid"] for r in records]
+    problems = []
+    if any(len(r["position"]) != 3 or len(r["orientation"]) != 6 for r in records):
+        problems.append(q.reason(q.INCONSISTENT_GEOMETRY, "no slice has ImagePositionPatient/Orientation"))
+    else:
+        geo = slice_geometry([r["position"] for r in records], first["orientation"])
+        row["files"] = [records[i]["path"] for i in geo.order]
+        row["warnings"] = "; ".join(geo.warnings)
+        row.update(geometry=geo.describe(), tilt_degrees=geo.tilt_degrees, largest_gap_mm=geo.largest_gap_mm,
+                   slice_steps_mm=geo.steps_mm)
+        pixel = first["pixel_spacing"] or [math.nan, math.nan]
+        row["spacing"] = [geo.spacing, float(pixel[0]), float(pixel[1])]
+        if geo.error:
+            problems.append(geo.error)
+    if len(records) == 1:
+        problems.append(q.reason(q.LOCALIZER, "a single slice cannot form a volume"))
+    if problems:
+        row.update(status="quarantined", reason="; ".join(problems))
+    row["protocol"], row["protocol_rule"] = classify(row)
+    return row
+
+
+def _set_aside(key: str, records: list[dict[str, Any]], why: str, known: dict[str, Any]) -> dict[str, Any]:
+    """A quarantine row holding several files split off from a series."""
+    row = {**q.CATALOG_DEFAULTS, **known}
+    row.update(series_key=key, files=sorted(r["path"] for r in records), slices=len(records),
+               bytes=int(sum(r["bytes"] for r in records)), status="quarantined", reason=why, spacing=[])
+    return row
 
 
 def _known(rec: dict[str, Any]) -> dict[str, Any]:

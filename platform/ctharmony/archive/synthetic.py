@@ -28,6 +28,20 @@ from pydicom.uid import (
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
+# Headers as four vendors write them, with type-2/3 attributes absent (None deletes) or empty as the
+# standard allows: what real archives send and writers must cope with.
+VENDOR_TAGS: dict[str, dict[str, Any]] = {
+    "GE": {"Manufacturer": "GE MEDICAL SYSTEMS", "ManufacturerModelName": "Revolution CT", "ConvolutionKernel":
+           "STANDARD", "SeriesDescription": None, "PatientBirthDate": None, "PatientSex": None, "StudyID": None,
+           "AccessionNumber": None, "ReferringPhysicianName": None, "SeriesNumber": None, "KVP": ""},
+    "Philips": {"Manufacturer": "Philips", "ManufacturerModelName": "IQon - Spectral CT", "ConvolutionKernel": "B",
+                "PatientName": "", "PatientID": "", "StudyDate": None, "StudyTime": None, "InstitutionName": ""},
+    "Siemens": {"Manufacturer": "SIEMENS", "ConvolutionKernel": ["Br40d", "3"], "PatientSex": "",
+                "PositionReferenceIndicator": None, "AcquisitionNumber": None},
+    "Canon": {"Manufacturer": "TOSHIBA", "ManufacturerModelName": "Aquilion ONE", "ConvolutionKernel": "FC08",
+              "SeriesDescription": "", "PatientBirthDate": "", "ReferringPhysicianName": None, "RescaleType": None},
+}
+
 
 def ct_slice_dataset(
     pixels: np.ndarray,

@@ -5,7 +5,8 @@ deterministically from the source series (its UID and SOP Instance UIDs, so that
 split series differ) and the model's name and version (rerunning the same
 model on the same series gives the same UIDs, another model other UIDs), ImageType
 ``DERIVED\\SECONDARY\\AXIAL``, a DerivationDescription naming the model, a SourceImageSequence per
-slice pointing at the source slice, and "not for clinical use" in the SeriesDescription. Patient and
+slice pointing at the source slice whose exact ImagePositionPatient / ImageOrientationPatient it carries
+(gantry tilt, gaps and uneven spacing included), and "not for clinical use" in the SeriesDescription. Patient and
 study modules are copied from the first source file, so the series files under the source study.
 HU are stored as signed 16-bit integers (rounded) with slope 1, intercept 0.
 
@@ -48,6 +49,14 @@ def derived_description(source: str, model_name: str, model_version: str, wanted
     if NOT_FOR_CLINICAL_USE in text.lower() and len(text) <= 64:
         return text
     return text[: 64 - len(suffix)].rstrip() + suffix
+
+
+def fill_type2(ds: Any) -> Any:
+    """Give absent type-2 patient/study attributes their empty value (real files omit them; writers need them)."""
+    for keyword in TYPE2_EMPTY:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    return ds
 
 
 def _source_header(volume: Volume) -> Any:
@@ -103,9 +112,7 @@ def write_derived_series(
         for keyword in PATIENT_STUDY_KEYWORDS:
             if keyword in source:
                 setattr(ds, keyword, source.data_element(keyword).value)
-        for keyword in TYPE2_EMPTY:
-            if keyword not in ds:
-                setattr(ds, keyword, "")
+        fill_type2(ds)
         ds.SOPClassUID = CT_IMAGE_STORAGE
         ds.SOPInstanceUID = sop_uid
         ds.StudyInstanceUID = study_uid
@@ -133,8 +140,7 @@ def write_derived_series(
             ds.SourceImageSequence = DicomSequence([ref])
         ds.KVP = source.get("KVP", "") if "KVP" in source else ""
         ds.AcquisitionNumber = ""
-        position = volume.index_to_physical((k, 0, 0))
-        ds.ImagePositionPatient = [_ds(v) for v in position]
+        ds.ImagePositionPatient = [_ds(v) for v in volume.positions[k]]  # the source slice's own plane
         ds.ImageOrientationPatient = [_ds(v) for v in (*row_cos, *column_cos)]
         ds.PixelSpacing = [_ds(volume.spacing[1]), _ds(volume.spacing[2])]
         ds.SliceThickness = _ds(tags.get("SliceThickness") or volume.spacing[0])

@@ -138,11 +138,14 @@ def exam_table(masks: pd.DataFrame, reference_protocol: str = "M80", truth: Path
                 row |= {"volume_diff_ml": diff, "volume_ratio_pct": ratio}
             if truth_path is not None:
                 origin, direction = _geometry(mask, record["output_dir"])
-                grid = (mask.mask.shape, mask.spacing, origin, None if direction is None else direction.tobytes())
+                positions = mask.positions
+                grid = (mask.mask.shape, mask.spacing, origin, None if direction is None else direction.tobytes(),
+                        None if positions is None else positions.tobytes())
                 if grid not in truths:  # the series of a study share one grid: resample the truth once
-                    truths[grid] = metrics.truth_on_grid(truth_path, mask.mask.shape, mask.spacing, origin, direction)
+                    truths[grid] = metrics.truth_on_grid(truth_path, mask.mask.shape, mask.spacing, origin, direction,
+                                                         positions)
                 true_mask = truths[grid]
-                true_volume = metrics.liver_volume_ml(true_mask, mask.spacing)
+                true_volume = metrics.mask_volume_ml(true_mask, mask.spacing, direction, positions)
                 row |= {"dice_truth": metrics.dice(mask.mask, true_mask), "truth_volume_ml": true_volume}
             out.append(row)
     columns = ["exam", "patient_key", "site", "protocol", "method", "volume_ml", "dice", "reference_volume_ml",

@@ -33,10 +33,13 @@ def dice(pred: np.ndarray, ref: np.ndarray) -> float:
     b = np.asarray(ref).astype(bool, copy=False)
     if a.shape != b.shape:
         raise ValueError(f"dice: mask shapes differ: {a.shape} vs {b.shape}")
-    total = int(a.sum()) + int(b.sum())
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(a, b).sum()) / total
+    return dice_from_counts(int(np.logical_and(a, b).sum()), int(a.sum()), int(b.sum()))
+
+
+def dice_from_counts(intersection: float, pred: float, ref: float) -> float:
+    """Dice from voxel counts (e.g. summed over volumes or all-reduced over workers); 1.0 when both are empty."""
+    total = float(pred) + float(ref)
+    return 1.0 if total == 0 else 2.0 * float(intersection) / total
 
 
 def liver_volume_ml(mask: np.ndarray, spacing: tuple[float, float, float] | np.ndarray) -> float:
@@ -60,10 +63,21 @@ class MaskFile:
     spacing: tuple[float, float, float]
     origin: tuple[float, float, float] | None = None
     direction: np.ndarray | None = None
+    positions: np.ndarray | None = None  # (z, 3) LPS position of every slice, when stored
 
     @property
     def volume_ml(self) -> float:
-        return liver_volume_ml(self.mask, self.spacing)
+        return mask_volume_ml(self.mask, self.spacing, self.direction, self.positions)
+
+
+def mask_volume_ml(mask: np.ndarray, spacing: Any, direction: np.ndarray | None = None,
+                   positions: np.ndarray | None = None) -> float:
+    """Foreground volume in mL, integrated over the true slice planes when their positions are known."""
+    if positions is None or direction is None:
+        return liver_volume_ml(mask, spacing)
+    from ctharmony.archive.volume import Volume
+
+    return Volume(mask, tuple(spacing), direction=direction, positions=positions).volume_ml(mask)
 
 
 def load_mask(path: str | Path) -> MaskFile:
@@ -75,12 +89,16 @@ def load_mask(path: str | Path) -> MaskFile:
             spacing = tuple(float(s) for s in np.asarray(data["spacing"], dtype=np.float64).ravel())
             origin = tuple(float(v) for v in data["origin"]) if "origin" in data else None
             direction = np.asarray(data["direction"], np.float64).reshape(3, 3) if "direction" in data else None
+            positions = np.asarray(data["positions"], np.float64).reshape(-1, 3) if "positions" in data else None
     except (OSError, KeyError, ValueError) as err:
         raise MaskFileError(f"cannot read mask file {path}: {err}") from err
     if mask.ndim != 3 or len(spacing) != 3:
         raise MaskFileError(f"mask file {path}: expected a (z, y, x) mask and 3 spacings, got "
                             f"shape {mask.shape} and {len(spacing)} spacings")
-    return MaskFile(mask=mask, spacing=spacing, origin=origin, direction=direction)  # type: ignore[arg-type]
+    if positions is not None and len(positions) != mask.shape[0]:
+        raise MaskFileError(f"mask file {path}: {len(positions)} slice positions for {mask.shape[0]} slices")
+    return MaskFile(mask=mask, spacing=spacing, origin=origin, direction=direction,  # type: ignore[arg-type]
+                    positions=positions)
 
 
 def dicom_geometry(folder: str | Path) -> tuple[tuple[float, float, float], np.ndarray, int]:
@@ -117,11 +135,13 @@ def truth_on_grid(
     spacing: tuple[float, float, float],
     origin: tuple[float, float, float] | None = None,
     direction: np.ndarray | None = None,
+    positions: np.ndarray | None = None,
 ) -> np.ndarray:
     """A true mask file (e.g. NIfTI) as a ``(z, y, x)`` uint8 array on a series grid, in physical space.
 
     With the grid's origin and direction, the truth is resampled onto it (nearest neighbour) unless the
-    geometries already agree. Without them, the truth must have the grid's shape and spacing.
+    geometries already agree; with per-slice ``positions`` off a regular grid (gantry tilt, gaps), each slice
+    plane is sampled where it really lies. Without them, the truth must have the grid's shape and spacing.
     """
     import SimpleITK as sitk
 
@@ -139,6 +159,23 @@ def truth_on_grid(
                 f"{size_xyz} {spacing_xyz}, and the series' origin/direction are unknown: cannot align them"
             )
         return (sitk.GetArrayFromImage(truth) > 0).astype(np.uint8)
+    if positions is not None and direction is not None:
+        from ctharmony.archive.volume import Volume
+
+        probe = Volume(np.zeros((len(positions), 1, 1), np.uint8), tuple(spacing), direction=direction,
+                       positions=positions)
+        if not probe.is_regular:
+            binary = sitk.Cast(truth > 0, sitk.sitkUInt8)
+            planes = []
+            for position in probe.positions:  # one single-slice grid per true plane
+                plane = sitk.Image([size_xyz[0], size_xyz[1], 1], sitk.sitkUInt8)
+                plane.SetSpacing((spacing_xyz[0], spacing_xyz[1], 1.0))
+                plane.SetOrigin(tuple(float(v) for v in position))
+                plane.SetDirection(tuple(np.asarray(direction, np.float64).ravel()))
+                resampled = sitk.Resample(binary, plane, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                          sitk.sitkUInt8)
+                planes.append(sitk.GetArrayFromImage(resampled)[0])
+            return np.stack(planes).astype(np.uint8)
     grid = sitk.Image(list(size_xyz), sitk.sitkUInt8)
     grid.SetSpacing(spacing_xyz)
     grid.SetOrigin(tuple(float(v) for v in origin))

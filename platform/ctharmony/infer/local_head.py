@@ -1,11 +1,12 @@
 """Submit a conversion with ``ray job submit`` to a local Ray head started (and stopped) here.
 
-This is the path users take on a real cluster, run on one machine: a head on 127.0.0.1 (dashboard
-and job server on loopback, token authentication ON: the job CLI gets ``RAY_AUTH_MODE=token`` and
-reads ``~/.ray/auth_token``), then::
+This is the path users take on a real cluster, run on one machine: a head whose every port binds
+127.0.0.1 (Ray's local-only mode, see :mod:`ctharmony.cluster`; token authentication ON: the job CLI
+gets ``RAY_AUTH_MODE=token`` and reads ``~/.ray/auth_token``), then a job that uploads code only
+(:mod:`ctharmony.infer.job_code`: the script and the package, never the data beside them)::
 
-    ray job submit --address http://127.0.0.1:<port> --working-dir . \
-        --runtime-env-json '{"py_modules": ["platform/ctharmony"]}' -- python jobs/convert_archive.py ...
+    ray job submit --address http://127.0.0.1:<port> --working-dir <staged>/work \
+        --runtime-env-json '{"py_modules": ["<staged>/ctharmony"]}' -- python convert_archive.py ...
 
 whose logs stream to this terminal. The head runs under ``ray start --block`` in its own process
 group with its own temp dir and free ports; :meth:`LocalHead.stop` ends exactly that group, never
@@ -32,12 +33,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ctharmony.cluster import START_ENV
+from ctharmony.infer.job_code import StagedJob, stage_job_code
 from ctharmony.net import free_port
 
 log = logging.getLogger("ctharmony.infer")
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-JOB_SCRIPT = "jobs/convert_archive.py"
+JOB_SCRIPT = "convert_archive.py"  # in jobs/
 
 
 def ray_executable() -> str:
@@ -47,8 +49,9 @@ def ray_executable() -> str:
 
 
 def job_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for the head and the job CLI: token auth, this interpreter first on PATH."""
+    """Environment for the head and the job CLI: token auth, loopback only, this interpreter first on PATH."""
     env = dict(os.environ)
+    env.update(START_ENV)
     env["RAY_AUTH_MODE"] = "token"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("RAY_ADDRESS", None)
@@ -129,7 +132,7 @@ PATH_OPTIONS = ("--catalog", "--out", "--harmonizer", "--segmenter")
 
 
 def absolute_job_args(job_args: Sequence[str]) -> list[str]:
-    """Make path arguments absolute: the job runs in an uploaded copy of the working dir, not here."""
+    """Make path arguments absolute: the job runs in its uploaded working dir, not here."""
     from ctharmony.infer.model_source import MLFLOW_SCHEMES
 
     out = list(job_args)
@@ -140,21 +143,28 @@ def absolute_job_args(job_args: Sequence[str]) -> list[str]:
     return out
 
 
-def submit_command(dashboard_url: str, job_args: Sequence[str], *, script: str = JOB_SCRIPT) -> list[str]:
-    """The ``ray job submit`` command line for a conversion job (path arguments made absolute)."""
-    runtime_env = json.dumps({"py_modules": ["platform/ctharmony"]})
-    return [ray_executable(), "job", "submit", "--address", dashboard_url, "--working-dir", ".",
-            "--runtime-env-json", runtime_env, "--", "python", script, *absolute_job_args(job_args)]
+def submit_command(dashboard_url: str, job_args: Sequence[str], staged: StagedJob) -> list[str]:
+    """The ``ray job submit`` command line for a staged, code-only job (path arguments made absolute)."""
+    runtime_env = json.dumps({"py_modules": [str(staged.package)]})
+    return [ray_executable(), "job", "submit", "--address", dashboard_url, "--working-dir", str(staged.working_dir),
+            "--runtime-env-json", runtime_env, "--", "python", staged.script, *absolute_job_args(job_args)]
 
 
-def submit_and_stream(head: LocalHead, job_args: Sequence[str], *, cwd: Path = REPO_ROOT,
+def submit_and_stream(head: LocalHead, job_args: Sequence[str], *, script: str = JOB_SCRIPT,
                       env: dict[str, str] | None = None, timeout_s: float | None = None,
                       echo: bool = True) -> tuple[int, str]:
-    """Submit the conversion job and stream its logs (to stdout when ``echo``) until it ends.
+    """Submit ``jobs/<script>`` with code only and stream its logs (to stdout when ``echo``) until it ends.
 
     Returns the CLI's exit code (the job's success) and the log text.
     """
-    command = submit_command(head.dashboard_url, job_args)
+    with tempfile.TemporaryDirectory(prefix="ctharmony-job-") as tmp:
+        staged = stage_job_code(tmp, script)
+        command = submit_command(head.dashboard_url, job_args, staged)
+        return _stream(command, staged.working_dir, env, timeout_s, echo)
+
+
+def _stream(command: list[str], cwd: Path, env: dict[str, str] | None, timeout_s: float | None,
+            echo: bool) -> tuple[int, str]:
     log.info("submitting: %s", " ".join(command))
     lines: list[str] = []
     deadline = None if timeout_s is None else time.monotonic() + timeout_s

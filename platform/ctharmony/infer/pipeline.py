@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ctharmony.infer.model_source import resolve_model_source
+from ctharmony.infer.policy import Policies, skip_reason
 from ctharmony.infer.progress import ConversionProgress
 from ctharmony.infer.resume import OutputLayout
 from ctharmony.infer.writer import IDENTITY_FIELDS, RECORD_DEFAULTS, write_converted_series
@@ -46,12 +48,18 @@ RESULT_COLUMNS = [*IDENTITY_FIELDS, *RECORD_DEFAULTS]
 class ConvertOptions:
     """Knobs of a conversion (defaults fit the cluster found)."""
 
-    batch_slices: int = 8
+    batch_slices: int | None = None  # None: from free GPU memory on CUDA, 8 on CPU (ctharmony.infer.plan)
     tile: int | None = None
     overlap: int = 32
     threads: int | None = None  # torch threads per actor (None: Ray's default for the actor's CPUs)
-    use_gpu: bool | None = None  # None: when the cluster has GPUs
+    use_gpu: bool | None = None  # None: when the cluster has or can get GPUs (ctharmony.gpu_capacity)
     actor_cpus: float | None = None  # None: 0.5 on CPU (headroom for tasks), 1 with GPUs
+    gpus_per_actor: float = 0.5  # 0.5: a harmonizer and a segmenter actor share each GPU
+    max_gpus: int | None = None  # hint: GPUs the cluster can have when no autoscaler config says so
+    autoscaling_config: str | None = None  # a cluster.yaml to read GPU node types from
+    precision: str = "auto"  # auto (bf16 where supported, else fp16 on CUDA; fp32 on CPU), bf16, fp16, fp32
+    channels_last: bool | None = None  # None: on GPU
+    compile: bool = False  # torch.compile the models (falls back to eager when compiling fails)
     harmonizer_actors: tuple[int, int] | None = None  # (min, max); None: from the cluster's size
     segmenter_actors: tuple[int, int] | None = None
     task_cpus: float = 0.25  # read and write tasks
@@ -59,6 +67,7 @@ class ConvertOptions:
     tasks_in_flight_per_actor: int | None = None  # None: Ray Data's default (2)
     wait_for_actors_s: int | None = None  # block until the pools' minimum actors are up (None: don't)
     threshold: float = 0.5
+    policies: Policies = dataclasses.field(default_factory=Policies)  # tilted / gapped / unknown series
     limit: int | None = None  # convert at most this many pending series
     progress_interval_s: float = 5.0
 
@@ -80,7 +89,13 @@ def load_catalog_series(catalog: str | Path) -> list[dict[str, Any]]:
     for row in frame.to_dict("records"):
         item = {field: str(row.get(field, "") or "") for field in IDENTITY_FIELDS}
         item["files"] = json.dumps([str(f) for f in row["files"]])
+        item["geometry"] = str(row.get("geometry") or "")
+        item["tilt_degrees"] = float(row.get("tilt_degrees") or 0.0)
+        item["largest_gap_mm"] = float(row.get("largest_gap_mm") or 0.0)
         items.append(item)
+    keys = [item["series_key"] for item in items]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"catalog {path}: series_key is not unique; rebuild it with `ctharmony catalog`")
     return items
 
 
@@ -94,28 +109,14 @@ def read_catalog_row(row: dict[str, Any]) -> dict[str, Any]:
         volume = read_series(json.loads(row["files"]))
         out.update(hu=np.ascontiguousarray(volume.hu, dtype=np.float32), status="ok", reason="",
                    spacing=np.asarray(volume.spacing, np.float64), origin=np.asarray(volume.origin, np.float64),
-                   direction=np.asarray(volume.direction, np.float64).reshape(9), tags=pickle.dumps(volume.tags))
+                   direction=np.asarray(volume.direction, np.float64).reshape(9), tags=pickle.dumps(volume.tags),
+                   positions=np.asarray(volume.positions, np.float64))
     except Exception as err:  # noqa: BLE001 - recorded, the job goes on
         out.update(hu=np.zeros((0, 0, 0), np.float32), status="failed", reason=f"read: {err}",
-                   spacing=np.zeros(3), origin=np.zeros(3), direction=np.zeros(9), tags=pickle.dumps({}))
+                   spacing=np.zeros(3), origin=np.zeros(3), direction=np.zeros(9), tags=pickle.dumps({}),
+                   positions=np.zeros((0, 3)))
     out["seconds_read"] = time.perf_counter() - start
     return out
-
-
-def _stage_resources(options: ConvertOptions, cpus: float, gpus: float) -> dict[str, Any]:
-    use_gpu = options.use_gpu if options.use_gpu is not None else gpus >= 1
-    if use_gpu:
-        pairs = max(1, int(gpus))
-        remote = {"num_gpus": 0.5, "num_cpus": options.actor_cpus or 1.0}
-    else:
-        pairs = max(1, int(cpus // 4))
-        remote = {"num_cpus": options.actor_cpus or 0.5}
-    return {
-        "remote": remote,
-        "harmonizer": options.harmonizer_actors or (1, pairs),
-        "segmenter": options.segmenter_actors or (1, pairs),
-        "device": None if use_gpu else "cpu",
-    }
 
 
 def build_dataset(items, harmonizer, segmenter, out: Path, options: ConvertOptions, cpus: float, gpus: float,
@@ -123,11 +124,12 @@ def build_dataset(items, harmonizer, segmenter, out: Path, options: ConvertOptio
     """The lazy Ray Dataset of results rows (one per item)."""
     import ray
 
+    from ctharmony.infer.plan import stage_resources
     from ctharmony.infer.predictors import HarmonizerPredictor, SegmenterPredictor
 
-    plan = _stage_resources(options, cpus, gpus)
-    common = {"batch_slices": options.batch_slices, "tile": options.tile, "overlap": options.overlap,
-              "threads": options.threads, "device": plan["device"]}
+    plan = stage_resources(options, cpus, gpus)  # the resource decision: ctharmony.infer.plan
+    common = {"tile": options.tile, "overlap": options.overlap, "threads": options.threads,
+              "device": plan["device"], **plan["predictor"]}
     tasks = ray.data.TaskPoolStrategy(size=options.task_concurrency or max(1, int(cpus)))
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map(read_catalog_row, num_cpus=options.task_cpus, compute=tasks)
@@ -204,41 +206,78 @@ def convert_archive(
         address: Ray address (default: ``$RAY_ADDRESS``, else an embedded local cluster).
         options: pipeline knobs.
         harmonizer_cls, segmenter_cls: predictor classes (default: the package's).
-    """
-    import pandas as pd
 
+    Raises:
+        OutputBusyError: another run is writing ``out`` (the message names its pid, host and start).
+    """
+    layout = OutputLayout(out)
+    with layout.exclusive():  # one run per OUT; staging and temporary files belong to this run
+        return _convert_holding(layout, catalog, harmonizer, segmenter, address, options, harmonizer_cls,
+                                segmenter_cls)
+
+
+def _convert_holding(layout: OutputLayout, catalog, harmonizer, segmenter, address, options, harmonizer_cls,
+                     segmenter_cls):
+    """The body of :func:`convert_archive`, run while this process holds the output folder."""
     options = options or ConvertOptions()
     harmonizer, segmenter = (m if not isinstance(m, str | Path) else resolve_model_source(m)
                              for m in (harmonizer, segmenter))
-    layout = OutputLayout(out)
     items = load_catalog_series(catalog)
     layout.prepare()
     done = layout.completed_keys()
-    pending = [item for item in items if item["series_key"] not in done]
+    skipped = {item["series_key"]: why for item in items if (why := skip_reason(item, options.policies))}
+    pending = [item for item in items if item["series_key"] not in done and item["series_key"] not in skipped]
     if options.limit is not None:
         pending = pending[: options.limit]
     already = sum(item["series_key"] in done for item in items)
-    log.info("catalog %s: %d ok series, %d already converted, %d to convert -> %s",
-             Path(catalog).name, len(items), already, len(pending), layout.root)
+    log.info("catalog %s: %d ok series, %d already converted, %d to convert, %d set aside by policy -> %s",
+             Path(catalog).name, len(items), already, len(pending), len(skipped), layout.root)
+    for why, count in collections.Counter(w.split(":")[0] for w in skipped.values()).items():
+        log.info("%s: %d series not converted", why, count)
     unknown = sum(item["protocol"] in ("", "unknown") for item in pending)
     if unknown:
-        log.info("%d series of unknown protocol: converted like the others (the harmonizer maps any input "
-                 "reconstruction to the reference look)", unknown)
+        log.info("%d series of unknown protocol: converted like the others (policy on_unknown=convert)", unknown)
     progress = ConversionProgress(total=len(pending), skipped=already,
                                   interval_s=options.progress_interval_s)
     failed = _execute(pending, harmonizer, segmenter, layout, options, progress, address,
                       harmonizer_cls, segmenter_cls) if pending else {}
     progress.summary()
-    records = layout.completed_records()
-    models = {(r["model_name"], r["model_version"], r["segmenter_name"], r["segmenter_version"]) for r in records}
+    frame = results_frame(items, layout, failed, skipped)
+    tmp = layout.results_path.with_name(f".results.{os.getpid()}.{time.time_ns()}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, layout.results_path)
+    counts = ", ".join(f"{status} {n}" for status, n in frame["status"].value_counts().sort_index().items())
+    log.info("results: %s (%d rows, one per ok series of the catalog: %s)", layout.results_path, len(frame),
+             counts or "none")
+    return frame
+
+
+def results_frame(items: list[dict[str, Any]], layout: OutputLayout, failed: dict[str, dict[str, Any]],
+                  skipped: dict[str, str]):
+    """One results row per ok series of the catalog, in catalog order: done, failed, skipped or pending."""
+    import pandas as pd
+
+    completed = {r["series_key"]: r for r in layout.completed_records()}
+    models = {(r["model_name"], r["model_version"], r["segmenter_name"], r["segmenter_version"])
+              for r in completed.values()}
     if len(models) > 1:
         log.warning("%s holds outputs of %d different model versions %s: use one output folder per model "
                     "version (a rerun only converts what is missing)", layout.root, len(models), sorted(models))
-    done_now = {r["series_key"] for r in records}
-    records += [r for key, r in sorted(failed.items()) if key not in done_now]
-    frame = pd.DataFrame(records, columns=RESULT_COLUMNS) if records else pd.DataFrame(columns=RESULT_COLUMNS)
-    tmp = layout.results_path.with_suffix(".parquet.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, layout.results_path)
-    log.info("results: %s (%d rows)", layout.results_path, len(frame))
-    return frame
+    foreign = set(completed) - {item["series_key"] for item in items}
+    if foreign:
+        log.warning("%s holds %d converted series that are not in this catalog: left in place, not in "
+                    "results.parquet", layout.root, len(foreign))
+    records = []
+    for item in items:
+        key = item["series_key"]
+        identity = {field: item[field] for field in IDENTITY_FIELDS}
+        if key in completed:
+            records.append(completed[key])
+        elif key in failed:
+            records.append(failed[key])
+        elif key in skipped:
+            records.append({**identity, **RECORD_DEFAULTS, "status": "skipped", "reason": skipped[key]})
+        else:
+            records.append({**identity, **RECORD_DEFAULTS, "status": "pending",
+                            "reason": "not converted in this run (--limit): a rerun converts it"})
+    return pd.DataFrame(records, columns=RESULT_COLUMNS)

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ctharmony.archive.orientation import canonical_transform
 from ctharmony.infer.model_source import load_hu_model, model_identity
-from ctharmony.infer.tiling import predict_slices, select_device
+from ctharmony.infer.tiling import precision_name, predict_slices, prepare_model, select_device
 
 Batch = dict[str, np.ndarray]
 
@@ -58,46 +59,55 @@ class _SlicePredictor:
         self,
         model: Any,
         *,
-        batch_slices: int = 8,
+        batch_slices: int | None = None,
         device: str | None = None,
-        amp: bool | None = None,
+        amp: bool | str | None = None,
         tile: int | None = None,
         overlap: int = 32,
         threads: int | None = None,
+        channels_last: bool | None = None,
+        compile: bool = False,
     ) -> None:
         import torch
 
         if threads:
             torch.set_num_threads(int(threads))
         self.device = select_device(device)
-        self.model = load_hu_model(model).to(self.device).eval()
-        self.name, self.version = model_identity(self.model, fallback=self.kind)
-        self.amp = self.device.type == "cuda" if amp is None else bool(amp)
-        self.batch_slices = batch_slices
+        loaded = load_hu_model(model)  # once per actor
+        self.name, self.version = model_identity(loaded, fallback=self.kind)
+        cuda = self.device.type == "cuda"
+        self.model = prepare_model(loaded, self.device, channels_last=cuda if channels_last is None else channels_last,
+                                   compile=compile)  # fmt: skip
+        self.amp = precision_name(amp, self.device)  # "bf16" / "fp16" / "fp32"
+        self.batch_slices = batch_slices  # None: from free GPU memory (8 on CPU)
         self.tile = tile
         self.overlap = overlap
         self.node_id = current_node_id()
 
-    def predict(self, volume: np.ndarray, protocol: str | None = None) -> np.ndarray:
-        """The model's output for every slice of ``volume`` (z, y, x), float32.
+    def predict(self, volume: np.ndarray, protocol: str | None = None, direction: Any = None) -> np.ndarray:
+        """The model's output for every slice of ``volume`` (z, y, x), float32, in ``volume``'s layout.
 
         A model that depends on the input protocol (``needs_protocol``, e.g. a per-protocol linear
-        recalibration baseline) is bound to the series' ``protocol`` first.
+        recalibration baseline) is bound to the series' ``protocol`` first. The network always sees
+        canonical slices (``ctharmony.archive.orientation``: patient's right on the image's left,
+        anterior at the top) whatever the in-plane layout the series' ``direction`` (3 x 3, or the 9
+        values of a pipeline row) says it was stored in; None takes the stored layout as canonical.
         """
+        layout = canonical_transform(direction)
         model = self.model
         if getattr(model, "needs_protocol", False):
             if not protocol:
                 raise ValueError(f"{self.name} needs the series' protocol, and the catalog row has none")
             model = model.for_protocol(protocol)
-        return predict_slices(
+        return layout.invert(predict_slices(  # exact inverse: outputs in the stored layout
             model,
-            volume,
+            layout.apply(volume),
             batch_slices=self.batch_slices,
             device=self.device,
             amp=self.amp,
             tile=self.tile,
             overlap=self.overlap,
-        )
+        ))
 
     @staticmethod
     def _statuses(batch: Batch) -> tuple[list[str], list[str]]:
@@ -123,7 +133,8 @@ class HarmonizerPredictor(_SlicePredictor):
                 try:
                     protocols = batch.get("protocol")
                     protocol = str(protocols[i]) if protocols is not None else None
-                    result = self.predict(np.asarray(batch["hu"][i], dtype=np.float32), protocol)
+                    direction = batch["direction"][i] if "direction" in batch else None
+                    result = self.predict(np.asarray(batch["hu"][i], dtype=np.float32), protocol, direction)
                 except Exception as err:  # noqa: BLE001 - one bad series never stops the job
                     status[i], reason[i] = "failed", f"harmonize: {type(err).__name__}: {err}"
             outputs.append(result)
@@ -168,7 +179,8 @@ class SegmenterPredictor(_SlicePredictor):
                     stacked = [volume]
                     if "hu_harmonized" in batch:
                         stacked.append(np.asarray(batch["hu_harmonized"][i], dtype=np.float32))
-                    prob = self.predict(np.concatenate(stacked, axis=0))
+                    direction = batch["direction"][i] if "direction" in batch else None
+                    prob = self.predict(np.concatenate(stacked, axis=0), direction=direction)
                     masks = (prob >= self.threshold).astype(np.uint8)
                     mask_o = masks[: volume.shape[0]]
                     mask_h = masks[volume.shape[0] :] if len(stacked) > 1 else empty

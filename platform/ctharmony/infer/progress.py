@@ -81,7 +81,7 @@ class ConversionProgress:
         )
         parts = [
             f"summary: {self.done} series converted, {self.failed} failed, {self.skipped} already done "
-            f"(skipped); {self.slices} slices in {self.elapsed_s:.1f} s "
+            f"(not redone); {self.slices} slices in {self.elapsed_s:.1f} s "
             f"({self.slices / self.elapsed_s:.1f} slices/s)",
             f"mean seconds per series: {stages}",
         ]

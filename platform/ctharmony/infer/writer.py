@@ -53,6 +53,7 @@ def volume_of(row: dict[str, Any], hu: np.ndarray):
         origin=tuple(np.asarray(row["origin"], dtype=float)),
         direction=np.asarray(row["direction"], dtype=float).reshape(3, 3),
         tags=pickle.loads(row["tags"]),
+        positions=np.asarray(row["positions"], dtype=float).reshape(-1, 3),
     )
 
 
@@ -112,9 +113,11 @@ def _write_outputs(row: dict[str, Any], record: dict[str, Any], staging: Path) -
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
         write_seg(mask_original, original, staging / "seg_original.dcm", **algorithm)
         write_seg(mask_harmonized, harmonized, staging / "seg_harmonized.dcm", **algorithm)
-    spacing = np.asarray(original.spacing, dtype=np.float64)
+    geometry = {"spacing": np.asarray(original.spacing, dtype=np.float64),
+                "origin": np.asarray(original.origin, dtype=np.float64), "direction": original.direction,
+                "positions": original.positions}
     for name, mask in (("original", mask_original), ("harmonized", mask_harmonized)):
-        np.savez_compressed(staging / f"mask_{name}.npz", mask=mask, spacing=spacing)
+        np.savez_compressed(staging / f"mask_{name}.npz", mask=mask, **geometry)
     # paths as they will be once the staging folder is renamed into place
     record.update(
         output_series_uid=output_uid,
@@ -123,8 +126,8 @@ def _write_outputs(row: dict[str, Any], record: dict[str, Any], staging: Path) -
         seg_harmonized_path=str(staging / "seg_harmonized.dcm"),
         mask_original_path=str(staging / "mask_original.npz"),
         mask_harmonized_path=str(staging / "mask_harmonized.npz"),
-        liver_volume_ml_original=float(mask_original.sum()) * original.voxel_volume_ml,
-        liver_volume_ml_harmonized=float(mask_harmonized.sum()) * original.voxel_volume_ml,
+        liver_volume_ml_original=original.volume_ml(mask_original),  # over the true slice planes
+        liver_volume_ml_harmonized=original.volume_ml(mask_harmonized),
         slices=int(original.shape[0]),
         status="done",
         reason="",

@@ -7,7 +7,8 @@ A saved model is a folder::
     info.json     kind, name, version, intensity, spec name
 
 MLflow: :func:`log_model` logs that folder as the artifact of an MLflow ``pyfunc`` model (so it can be
-registered, aliased and served), and :func:`load_model` resolves ``models:/<name>/<version>``,
+registered, aliased and served; its requirements pin ``ctharmony==<this version>`` and its ``MLmodel``
+records no path of this machine), and :func:`load_model` resolves ``models:/<name>/<version>``,
 ``models:/<name>@<alias>``, ``runs:/<run_id>/<path>`` or a local folder, downloads it and rebuilds
 the network from the spec. No ``torch.export`` is involved, so any image size works.
 
@@ -21,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -127,12 +129,42 @@ def load_model(uri_or_path: str | Path) -> HUModel:
         raise ModelLoadError(f"cannot load model {text} from {tracking.tracking_uri()}: {err}") from err
 
 
+def pip_requirements() -> list[str]:
+    """What a logged model needs: the exact ctharmony that wrote it, and its numerical stack."""
+    from ctharmony import __version__
+
+    return [f"ctharmony=={__version__}", "torch", "numpy", "pyyaml"]
+
+
+class _PortablePyfunc:
+    """MLflow's ``pyfunc`` flavor minus the local paths it records (``Model.log`` takes any flavor).
+
+    ``mlflow.pyfunc.save_model`` keeps where each artifact was copied from (a temporary folder) and the
+    absolute path of the models-from-code file; loading reads only the copies inside the model, so
+    both are dropped (the code file keeps its name).
+    """
+
+    @staticmethod
+    def save_model(path: str, mlflow_model: Any, **kwargs: Any) -> None:
+        import mlflow.pyfunc
+        from mlflow.models.model import MLMODEL_FILE_NAME
+
+        mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+        config = mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME]
+        for entry in (config.get("artifacts") or {}).values():
+            entry.pop("uri", None)
+        if config.get("model_code_path"):
+            config["model_code_path"] = os.path.basename(config["model_code_path"])
+        mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
+
+
 def log_model(model: HUModel, name: str, registered_model_name: str | None = None) -> Any:
     """Log ``model`` to the active MLflow run (one is started if none) and optionally register it.
 
     Returns MLflow's ``ModelInfo``; when registered, ``model.version`` becomes the registry version.
     """
     import mlflow
+    from mlflow.models import Model
 
     from ctharmony import tracking
     from ctharmony.models import pyfunc
@@ -145,12 +177,14 @@ def log_model(model: HUModel, name: str, registered_model_name: str | None = Non
     try:
         with tempfile.TemporaryDirectory(prefix="ctharmony-save-") as tmp:
             folder = save_model(model, Path(tmp) / ARTIFACT_KEY)
-            info = mlflow.pyfunc.log_model(
+            info = Model.log(
+                artifact_path=None,  # MLflow 3 takes `name`; the parameter is still positional
                 name=name,
+                flavor=_PortablePyfunc,
                 python_model=str(Path(pyfunc.__file__)),
                 artifacts={ARTIFACT_KEY: str(folder)},
                 registered_model_name=registered_model_name,
-                pip_requirements=["torch", "numpy", "pyyaml", "ctharmony"],
+                pip_requirements=pip_requirements(),
                 metadata={"ctharmony": model.info},
             )
         if registered_model_name and info.registered_model_version is not None:

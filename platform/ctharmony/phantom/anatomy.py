@@ -4,7 +4,9 @@ A patient is a small set of parameters (age group, body size, liver size / posit
 a smooth warp) drawn from a seeded generator. :func:`build_anatomy` turns them into tissue labels on a
 grid in patient coordinates (LPS mm: +x patient left, +y posterior, +z superior). Organs are painted
 in a fixed priority order into one label volume, so they never overlap; every shape is evaluated in
-coordinates displaced by the same smooth warp, so boundaries are smooth and contiguous in z.
+coordinates displaced by the same smooth warp, so boundaries are smooth and contiguous in z. Shapes are
+functions of position, so any :class:`~ctharmony.phantom.grid.Grid` works: tilted or irregular slices
+sample the same body at their own planes.
 
 Example:
     >>> import numpy as np
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ctharmony.phantom.grid import Grid
 from ctharmony.phantom.tissues import LABEL, LIVER_LABELS, TISSUES
 from ctharmony.phantom.vessels import paint_liver_vessels
 
@@ -31,20 +34,6 @@ AGE_GROUPS = {  # name: (probability, age range in years, body scale range, live
     "adult": (0.25, (18.0, 50.0), (0.90, 1.08), (1150.0, 1900.0)),
 }
 LIVER_FILL = 0.85  # the painted liver (union of lobes, clipped by the body wall) over the lobes' volume sum
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-    """Voxel grid: shape (z, y, x), spacing (z, y, x) mm, origin = LPS (x, y, z) of voxel (0, 0, 0)."""
-
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    origin: tuple[float, float, float]
-
-    def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """1-D coordinates (mm) along z, y, x."""
-        (nz, ny, nx), (dz, dy, dx), (ox, oy, oz) = self.shape, self.spacing, self.origin
-        return (oz + dz * np.arange(nz), oy + dy * np.arange(ny), ox + dx * np.arange(nx))
 
 
 @dataclasses.dataclass
@@ -106,14 +95,14 @@ def _liver_size_for(params: dict[str, Any]) -> float:
 
 def _smooth_field(rng: np.random.Generator, z: np.ndarray, y: np.ndarray, x: np.ndarray, terms: int = 3,
                   wavelength_mm: tuple[float, float] = (90.0, 220.0)) -> np.ndarray:
-    """Sum of separable products of sinusoids, roughly in [-1, 1]: a smooth random field (z, y, x)."""
-    field = np.zeros((z.size, y.size, x.size), np.float32)
+    """Sum of products of sinusoids, roughly in [-1, 1]: a smooth random field at broadcastable (z, y, x)."""
+    field = np.zeros(np.broadcast_shapes(z.shape, y.shape, x.shape), np.float32)
     for _ in range(terms):
         fz, fy, fx = (2 * np.pi / rng.uniform(*wavelength_mm, size=3)).tolist()
         pz, py, px = rng.uniform(0, 2 * np.pi, size=3).tolist()
-        fz_ = np.cos(fz * z + pz).astype(np.float32)[:, None, None]
-        fy_ = np.cos(fy * y + py).astype(np.float32)[None, :, None]
-        fx_ = np.cos(fx * x + px).astype(np.float32)[None, None, :]
+        fz_ = np.cos(fz * z + pz).astype(np.float32)
+        fy_ = np.cos(fy * y + py).astype(np.float32)
+        fx_ = np.cos(fx * x + px).astype(np.float32)
         field += fz_ * (fy_ * fx_)
     return field / np.float32(terms) ** 0.5
 
@@ -121,22 +110,22 @@ def _smooth_field(rng: np.random.Generator, z: np.ndarray, y: np.ndarray, x: np.
 class _Canvas:
     """The label volume and warped coordinates; shapes are evaluated only inside their bounding box."""
 
-    def __init__(self, labels: np.ndarray, axes: tuple[np.ndarray, ...], warped: tuple[np.ndarray, ...],
-                 margin: float) -> None:
-        self.labels, self.axes, self.margin = labels, axes, margin  # axes: (z, y, x) 1-D, ascending
+    def __init__(self, labels: np.ndarray, bounds: tuple[tuple[np.ndarray, np.ndarray], ...],
+                 warped: tuple[np.ndarray, ...], margin: float) -> None:
+        self.labels, self.bounds, self.margin = labels, bounds, margin  # (low, high) per index, ascending
         self.z, self.y, self.x = warped
 
     def box(self, center, semi_axes) -> tuple[slice, slice, slice]:
         """Index box (z, y, x) holding the shape, widened by the warp amplitude; inf axes span all."""
         out = []
         centers, semis = (center[2], center[1], center[0]), (semi_axes[2], semi_axes[1], semi_axes[0])
-        for axis, c, a in zip(self.axes, centers, semis, strict=True):
+        for (low, high), c, a in zip(self.bounds, centers, semis, strict=True):
             a = float(np.max(a))
             if not np.isfinite(a):
                 out.append(slice(None))
                 continue
-            lo = int(np.searchsorted(axis, c - a - self.margin))
-            hi = int(np.searchsorted(axis, c + a + self.margin))
+            lo = int(np.searchsorted(high, c - a - self.margin))
+            hi = int(np.searchsorted(low, c + a + self.margin))
             out.append(slice(lo, max(lo, hi)))
         return tuple(out)
 
@@ -145,8 +134,8 @@ class _Canvas:
         box = self.box(center, semi_axes) if box is None else box
         x, y = self.x[box], self.y[box]
         ax, ay = semi_axes[0], semi_axes[1]
-        if not np.isscalar(ax):  # per-slice semi-axes (z, 1, 1)
-            ax, ay = ax[box[0]], ay[box[0]]
+        if not np.isscalar(ax):  # position-dependent semi-axes, e.g. (z, 1, 1)
+            ax, ay = ax[_within(ax.shape, box)], ay[_within(ay.shape, box)]
         r = np.abs((x - center[0]) / ax) ** power + np.abs((y - center[1]) / ay) ** power
         if np.isfinite(semi_axes[2]):
             r = r + np.abs((self.z[box] - center[2]) / semi_axes[2]) ** power
@@ -168,21 +157,36 @@ class _Canvas:
         self.labels[box][inside] = LABEL[label]
 
 
+def _within(shape: tuple[int, ...], box: tuple[slice, ...]) -> tuple[slice, ...]:
+    """``box`` restricted to the axes along which an array of ``shape`` varies (size-1 axes broadcast)."""
+    return tuple(b if n > 1 else slice(None) for b, n in zip(box, shape, strict=True))
+
+
+def _index_bounds(coordinate: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest value of ``coordinate`` (broadcastable) at each index along ``axis``, 1-D each."""
+    others = tuple(a for a in range(coordinate.ndim) if a != axis)
+    low, high = coordinate.min(axis=others), coordinate.max(axis=others)
+    if np.any(np.diff(low) < 0) or np.any(np.diff(high) < 0):
+        raise ValueError(f"grid coordinate along axis {axis} must increase with the index")
+    return low, high
+
+
 def build_anatomy(params: dict[str, Any], grid: Grid) -> Anatomy:
     """Paint the patient's tissues on ``grid``; later tissues override earlier ones (no overlaps)."""
-    z1, y1, x1 = (a.astype(np.float32) for a in grid.axes())
+    z1, y1, x1 = (a.astype(np.float32) for a in grid.coordinates())
     warp_rng = np.random.default_rng(params["warp_seed"])
     amp = np.float32(params["warp_mm"])
-    x = x1[None, None, :] + amp * _smooth_field(warp_rng, z1, y1, x1)
-    y = y1[None, :, None] + amp * _smooth_field(warp_rng, z1, y1, x1)
-    z = z1[:, None, None] + amp * _smooth_field(warp_rng, z1, y1, x1)
+    x = x1 + amp * _smooth_field(warp_rng, z1, y1, x1)
+    y = y1 + amp * _smooth_field(warp_rng, z1, y1, x1)
+    z = z1 + amp * _smooth_field(warp_rng, z1, y1, x1)
     labels = np.zeros(grid.shape, np.uint8)
-    canvas = _Canvas(labels, (z1, y1, x1), (z, y, x), margin=1.8 * float(amp) + 2.0 * max(grid.spacing))
+    bounds = tuple(_index_bounds(c, axis) for axis, c in enumerate((z1, y1, x1)))
+    canvas = _Canvas(labels, bounds, (z, y, x), margin=1.8 * float(amp) + 2.0 * max(grid.spacing))
 
     s = params["body_scale"]
     ax, ay = params["body_semi_axes_mm"]
     bx, by = params["body_offset_mm"]
-    taper = (1.0 + 0.04 * np.tanh(-z1 / 120.0))[:, None, None]  # slightly wider below the liver
+    taper = 1.0 + 0.04 * np.tanh(-z1 / 120.0)  # slightly wider below the liver
     fat, muscle = params["fat_mm"], params["muscle_mm"]
     ix, iy = ax - fat - muscle, ay - fat - muscle  # interior semi-axes
     for label, (sx, sy_) in (("fat", (ax, ay)), ("muscle", (ax - fat, ay - fat)), ("fat", (ix, iy))):
@@ -269,7 +273,10 @@ def _paint_bowel(canvas: _Canvas, rng, center, interior, s, inside) -> None:
 
 
 def _iodine_map(labels: np.ndarray, params: dict[str, Any], z, y, x) -> np.ndarray:
-    """Iodine (mg/mL) per voxel: the tissue's uptake scaled per patient, plus smooth liver texture."""
+    """Iodine (mg/mL) per voxel: the tissue's uptake scaled per patient, plus smooth liver texture.
+
+    ``z, y, x`` are the voxels' broadcastable (unwarped) coordinates.
+    """
     lut = np.array([t.iodine_mg_ml for t in TISSUES], np.float32) * np.float32(params["vessel_iodine_scale"])
     lut[LABEL["liver"]] = params["liver_iodine_mg_ml"]
     iodine = lut[labels]

@@ -4,6 +4,7 @@ Layout (cross-team contract)::
 
     OUT/dicom/<site>/<patient>/<protocol>/<nnnn>.dcm   six series per study, one file per slice
     OUT/masks/<StudyInstanceUID>.nii.gz                 true liver mask (uint8), the study's geometry
+    OUT/masks/<StudyInstanceUID>.slices.npz             (tilted / irregular studies) the mask per slice
     OUT/phantom.parquet                                 one row per patient
     OUT/preview.png                                     (``preview=True``) one slice, six protocols
 
@@ -11,6 +12,16 @@ Layout (cross-team contract)::
 the scanned slab, = the mask's volume), series_uid_<P> for the six protocols, mask_path (relative to
 OUT) and params (JSON: the patient's anatomy and enhancement, the site, the grid, the whole liver's
 volume ``liver_total_volume_ml`` and the measured parenchyma HU per protocol ``liver_hu_measured``).
+
+Opt-in geometry cases (``geometry=GeometryCases(...)``, see :mod:`ctharmony.phantom.cases`): a
+gantry-tilted site, studies with a gap, studies with uneven slice spacing. Their images and masks are
+sampled from the anatomy at each slice's true plane. As a NIfTI cannot hold a sheared or irregular
+stack, such a study's ``masks/<uid>.nii.gz`` is the anatomy evaluated (not resampled) on the axial
+grid covering the scan (``Grid.regular_cover``: same x / y sampling, nominal slice step), and
+``masks/<uid>.slices.npz`` holds the mask in the series' own slices with their exact positions (see
+:mod:`ctharmony.phantom.truth`). Their ``params`` add ``geometry_case``, ``slice_mask_path``, the
+grid's ``positions_mm`` and ``tilt_deg``, and ``regular_mask_grid``; liver_volume_ml is mask voxels x
+pixel area x SliceThickness (the slab actually reconstructed: a gap is not counted).
 
 Each patient's anatomy is built once; the six reconstructions share it, the geometry and the
 FrameOfReferenceUID. Patient ``i`` uses ``numpy.random.default_rng([seed, i])``, so the same seed
@@ -35,9 +46,11 @@ import pandas as pd
 
 from ctharmony.phantom import physics
 from ctharmony.phantom.anatomy import Grid, build_anatomy, sample_patient
+from ctharmony.phantom.cases import GeometryCases, case_grid
 from ctharmony.phantom.dicom_writer import deterministic_uid, protocol_tags, write_ct_series
-from ctharmony.phantom.sites import Site, make_sites
+from ctharmony.phantom.sites import Site, TiltedSite, make_sites
 from ctharmony.phantom.tissues import LABEL
+from ctharmony.phantom.truth import SLICE_MASK_SUFFIX, SliceMask, save_slice_mask
 
 log = logging.getLogger(__name__)
 PROTOCOLS = physics.PROTOCOLS
@@ -83,13 +96,19 @@ def _write_mask(mask: np.ndarray, grid: Grid, path: Path) -> None:
         raise OSError(f"cannot write mask {path}: {err}") from err
 
 
-def generate_patient(out: Path, index: int, site: Site, *, slices: int, size: int, seed: int) -> dict[str, Any]:
-    """Generate, write and describe patient ``index`` (one study, six series, one mask)."""
+def generate_patient(out: Path, index: int, site: Site, *, slices: int, size: int, seed: int,
+                     case: str = "regular", noise_sd: float | None = None) -> dict[str, Any]:
+    """Generate, write and describe patient ``index`` (one study, six series, one mask).
+
+    ``case`` is the scan geometry (:data:`ctharmony.phantom.cases.CASES`); ``noise_sd`` overrides the
+    site's FBP noise SD (0: noise-free images).
+    """
     rng = np.random.default_rng([seed, index])
     params = sample_patient(rng)
     grid = patient_grid(params, site, slices, size, z_shift_mm=float(rng.normal(0.0, 6.0)))
+    grid = case_grid(grid, case, site, np.random.default_rng([seed, index, 2]))
     anatomy = build_anatomy(params, grid)
-    images = physics.render(anatomy, site, np.random.default_rng([seed, index, 1]))
+    images = physics.render(anatomy, site, np.random.default_rng([seed, index, 1]), noise_sd=noise_sd)
 
     patient_id = f"PHANTOM-{index:04d}"
     study_uid = deterministic_uid(seed, index, "study")
@@ -114,6 +133,9 @@ def generate_patient(out: Path, index: int, site: Site, *, slices: int, size: in
         "SpacingBetweenSlices": f"{grid.spacing[0]:.6g}",
         "ReconstructionDiameter": f"{grid.shape[2] * grid.spacing[2]:.8g}",
     }
+    if isinstance(site, TiltedSite):
+        common["GantryDetectorTilt"] = f"{site.gantry_tilt_deg:.6g}"
+    geometry = {} if grid.is_regular else {"positions": grid.slice_positions(), "orientation": grid.orientation()}
     row: dict[str, Any] = {"patient_id": patient_id, "study_uid": study_uid, "site": site.name,
                            "age_group": params["age_group"]}
     labels = anatomy.labels
@@ -123,22 +145,38 @@ def generate_patient(out: Path, index: int, site: Site, *, slices: int, size: in
         series_uid = deterministic_uid(seed, index, "series", protocol)
         tags = {**common, **protocol_tags(protocol, site.kernel), "SeriesInstanceUID": series_uid}
         write_ct_series(images[protocol], out / "dicom" / site.name / patient_id / protocol, tags=tags,
-                        origin=grid.origin, spacing=grid.spacing, sop_uid_seed=f"{series_uid}|sop")
+                        origin=grid.origin, spacing=grid.spacing, sop_uid_seed=f"{series_uid}|sop", **geometry)
         row[f"series_uid_{protocol}"] = series_uid
         liver_hu[protocol] = round(float(images[protocol][parenchyma].mean()), 2) if parenchyma.any() else None
 
     mask = anatomy.liver_mask
     mask_rel = Path("masks") / f"{study_uid}.nii.gz"
-    _write_mask(mask, grid, out / mask_rel)
+    described = {**params, "index": index, "seed": seed, "site": site.__dict__, "grid": _describe(grid)}
+    if grid.is_regular:
+        _write_mask(mask, grid, out / mask_rel)
+    else:  # the series' own slices (exact), and the anatomy evaluated on the axial grid covering them
+        slices_rel = Path("masks") / f"{study_uid}{SLICE_MASK_SUFFIX}"
+        save_slice_mask(SliceMask.from_grid(mask, grid), out / slices_rel)
+        cover = grid.regular_cover()
+        _write_mask(build_anatomy(params, cover).liver_mask, cover, out / mask_rel)
+        described |= {"geometry_case": case, "slice_mask_path": slices_rel.as_posix(),
+                      "regular_mask_grid": _describe(cover)}
+    if noise_sd is not None:
+        described["noise_sd"] = noise_sd
     row["liver_volume_ml"] = float(mask.sum()) * float(np.prod(grid.spacing)) / 1000.0
     row["mask_path"] = mask_rel.as_posix()
     row["params"] = json.dumps({
-        **params, "index": index, "seed": seed, "site": site.__dict__, "grid": {
-            "shape": list(grid.shape), "spacing_zyx_mm": list(grid.spacing), "origin_xyz_mm": list(grid.origin)},
-        "liver_total_volume_ml": round(liver_total_volume_ml(params), 1),
-        "liver_hu_measured": liver_hu,
+        **described, "liver_total_volume_ml": round(liver_total_volume_ml(params), 1), "liver_hu_measured": liver_hu,
     }, sort_keys=True)
     return row
+
+
+def _describe(grid: Grid) -> dict[str, Any]:
+    """The grid as JSON: shape, spacing, origin (+ positions_mm, tilt_deg when not regular)."""
+    out = {"shape": list(grid.shape), "spacing_zyx_mm": list(grid.spacing), "origin_xyz_mm": list(grid.origin)}
+    if not grid.is_regular:
+        out |= {"positions_mm": grid.slice_positions().tolist(), "tilt_deg": grid.tilt_deg}
+    return out
 
 
 def _generate_patient_star(args: tuple) -> dict[str, Any]:
@@ -147,28 +185,41 @@ def _generate_patient_star(args: tuple) -> dict[str, Any]:
 
 
 def generate_archive(out: Path, patients: int = 4, slices: int = 16, size: int = 128, sites: int = 2,
-                     seed: int = 0, preview: bool = False, workers: int = 1) -> pd.DataFrame:
+                     seed: int = 0, preview: bool = False, workers: int = 1,
+                     geometry: GeometryCases | None = None, noise_sd: float | None = None) -> pd.DataFrame:
     """Write a multi-site, six-protocol dual-energy CT phantom archive under ``out``; return its table.
 
     Args:
         out: archive folder (created; existing phantom files are overwritten).
-        patients: number of patients (one study each); patient ``i`` is scanned at site ``i % sites``.
+        patients: number of patients (one study each); patient ``i`` is scanned at site ``i % K``
+            (K sites: ``sites``, plus ``site-tilt`` with ``geometry.tilt_site``).
         slices: slices per series (contiguous, the site's slice thickness apart).
         size: rows = columns of every image.
         sites: number of scanner sites.
         seed: generator seed (same seed, same pixels and UIDs).
         preview: also write ``preview.png`` (one slice of patient 0 in all six protocols, same window).
         workers: processes generating patients in parallel (1 = in this process).
+        geometry: opt-in tilted / gapped / unevenly spaced studies (:class:`GeometryCases`); with
+            ``tilt_site`` the sites are ``sites`` regular ones plus ``site-tilt``.
+        noise_sd: FBP noise SD of every site instead of its own (0: noise-free images, for geometry checks).
     """
     for name, value, low in (("patients", patients, 1), ("slices", slices, 1), ("size", size, 16),
                              ("sites", sites, 1), ("workers", workers, 1)):
         if int(value) < low:
             raise ValueError(f"generate_archive: {name} must be >= {low}, got {value}")
+    if noise_sd is not None and not float(noise_sd) >= 0.0:
+        raise ValueError(f"generate_archive: noise_sd must be >= 0, got {noise_sd}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    site_list = make_sites(sites, seed)
+    geometry = geometry or GeometryCases()
+    if (geometry.gap_studies and slices < 4) or (geometry.variable_spacing_studies and slices < 3):
+        raise ValueError(f"generate_archive: {slices} slices are too few for a gap (>= 4) or uneven spacing (>= 3)")
+    site_list = make_sites(sites, seed, tilt=geometry.tilt_site)
+    cases = geometry.assign(patients, [isinstance(s, TiltedSite) for s in site_list])
     kwargs = {"slices": int(slices), "size": int(size), "seed": int(seed)}
-    jobs = [(out, i, site_list[i % sites], kwargs) for i in range(patients)]
+    if noise_sd is not None:
+        kwargs["noise_sd"] = float(noise_sd)
+    jobs = [(out, i, site_list[i % len(site_list)], {**kwargs, "case": cases[i]}) for i in range(patients)]
     if workers > 1 and patients > 1:
         import multiprocessing
         import threading

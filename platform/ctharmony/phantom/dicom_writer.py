@@ -1,8 +1,9 @@
 """Write a phantom series as classic CT Image Storage files (one file per slice), with pydicom.
 
 Pixels are stored as unsigned 16-bit with RescaleIntercept -1024 and RescaleSlope 1 (HU = value - 1024),
-axial orientation, ImagePositionPatient per slice. UIDs are deterministic (``2.25.<128-bit hash>`` of
-the generator seed and the object's role), so the same seed gives byte-identical files.
+axial orientation (or the one given, e.g. gantry-tilted), ImagePositionPatient per slice. UIDs are
+deterministic (``2.25.<128-bit hash>`` of the generator seed and the object's role), so the same seed
+gives byte-identical files.
 
 Example:
     >>> deterministic_uid("seed-0", "study", 3).startswith("2.25.")
@@ -12,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,8 @@ def _ds(values: Mapping[str, Any]) -> Dataset:
 
 
 def write_ct_series(hu: np.ndarray, out_dir: Path, *, tags: Mapping[str, Any], origin: tuple[float, float, float],
-                    spacing: tuple[float, float, float], sop_uid_seed: str) -> list[Path]:
+                    spacing: tuple[float, float, float], sop_uid_seed: str, positions: np.ndarray | None = None,
+                    orientation: Sequence[float] | None = None) -> list[Path]:
     """Write ``hu`` (z, y, x) as one CT file per slice ``0001.dcm ...``; returns the paths in z order.
 
     Args:
@@ -85,6 +87,9 @@ def write_ct_series(hu: np.ndarray, out_dir: Path, *, tags: Mapping[str, Any], o
         origin: LPS (x, y, z) mm of voxel (0, 0, 0); slices advance along +z.
         spacing: (z, y, x) mm.
         sop_uid_seed: seed of the deterministic SOPInstanceUIDs.
+        positions: ImagePositionPatient of every slice, (z, 3) LPS mm (default: ``origin`` + k ``spacing[0]``
+            along z); SliceLocation is their z.
+        orientation: ImageOrientationPatient, row then column cosines (default: axial ``1 0 0 0 1 0``).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     stored = np.clip(np.rint(hu) + HU_OFFSET, 0, 65535).astype("<u2")
@@ -92,7 +97,9 @@ def write_ct_series(hu: np.ndarray, out_dir: Path, *, tags: Mapping[str, Any], o
     ds = _ds(tags)
     ds.SOPClassUID = CT_IMAGE_STORAGE
     ds.Modality = "CT"
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    if positions is not None and np.shape(positions) != (nz, 3):
+        raise ValueError(f"{out_dir}: {np.shape(positions)} slice positions for {nz} slices, need ({nz}, 3)")
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0] if orientation is None else [_decimal(v) for v in orientation]
     ds.PixelSpacing = [_decimal(spacing[1]), _decimal(spacing[2])]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -108,10 +115,10 @@ def write_ct_series(hu: np.ndarray, out_dir: Path, *, tags: Mapping[str, Any], o
     encoder = SliceEncoder(ds)
     paths = []
     for k in range(nz):
-        z = origin[2] + k * spacing[0]
+        x, y, z = (origin[0], origin[1], origin[2] + k * spacing[0]) if positions is None else positions[k]
         uid = deterministic_uid(sop_uid_seed, k)
         meta.MediaStorageSOPInstanceUID = uid
-        position = [_decimal(origin[0]), _decimal(origin[1]), _decimal(z)]
+        position = [_decimal(x), _decimal(y), _decimal(z)]
         data = encoder.encode(meta, {"SOPInstanceUID": uid, "InstanceNumber": k + 1, "ImagePositionPatient": position,
                                      "SliceLocation": _decimal(z), "PixelData": stored[k].tobytes()})
         path = out_dir / f"{k + 1:04d}.dcm"

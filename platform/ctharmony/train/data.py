@@ -94,8 +94,10 @@ def pad_to_workers(records: list[dict[str, Any]], workers: int) -> list[dict[str
 def read_hu(files: Sequence[str]) -> np.ndarray:
     """HU volume (z, y, x) float32 of a series (``ctharmony.archive.read_series``; its errors name the file)."""
     from ctharmony.archive import read_series
+    from ctharmony.archive.orientation import to_canonical
 
-    return read_series(files).hu.astype(np.float32, copy=False)
+    # the canonical in-plane layout, as the networks see slices at inference (ctharmony.infer.predictors)
+    return to_canonical(read_series(files)).hu.astype(np.float32, copy=False)
 
 
 def load_study(record: dict[str, Any], target: str = "M80") -> dict[str, np.ndarray]:

@@ -6,7 +6,12 @@ The recipe, with the Ray-specific lines few and visible: catalog -> study record
 :func:`ctharmony.train.loop.train_loop_per_worker` on N DDP workers. ``build_trainer`` is also what a
 Ray Tune function trainable calls (pass ``TuneReportCallback()`` in ``callbacks``).
 
+On GPUs each Train worker holds one GPU and DDP runs over NCCL (gloo on CPU); :func:`plan_workers`
+decides, from the GPUs the cluster has *or can get* (:mod:`ctharmony.gpu_capacity`), unless told.
+
 Example:
+    >>> plan_workers(2, GpuCapacity(0, 8, "cluster.yaml")).resources_per_worker
+    {'CPU': 1.0, 'GPU': 1.0}
     >>> trainer = build_trainer("cpu-small", Path("catalog.parquet"), workers=2, use_gpu=False,
     ...                         storage_path="/tmp/ray_results", name="h1")  # doctest: +SKIP
     >>> result = trainer.fit()  # doctest: +SKIP
@@ -21,11 +26,63 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ctharmony.config import ModelSpec, data_home, to_dict
+from ctharmony.config import ConfigError, ModelSpec, data_home, to_dict
+from ctharmony.gpu_capacity import GpuCapacity
 from ctharmony.models.registry import load_spec
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "ctharmony-train"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerPlan:
+    """What each Ray Train worker asks for, and the DDP backend."""
+
+    workers: int
+    use_gpu: bool
+    resources_per_worker: dict[str, float]
+    backend: str  # "nccl" on GPUs, "gloo" on CPUs
+
+    def describe(self) -> str:
+        per = ", ".join(f"{v:g} {k}" for k, v in self.resources_per_worker.items())
+        return f"{self.workers} worker(s) x ({per}), {self.backend}"
+
+
+def plan_workers(
+    workers: int,
+    capacity: GpuCapacity,
+    *,
+    use_gpu: bool | None = None,
+    gpus_per_worker: float | None = None,
+    cpus_per_worker: float | None = None,
+) -> WorkerPlan:
+    """Resources of the DDP workers: GPUs when the cluster has or can get ``workers`` of them (or when told).
+
+    Args:
+        capacity: the GPUs the cluster has and can have.
+        use_gpu: force GPUs on or off (None: from ``capacity``).
+        gpus_per_worker: GPUs per worker (default 1; DDP over NCCL needs a whole GPU per worker, so a
+            fraction is accepted for a single worker only).
+        cpus_per_worker: CPUs per worker (default 1).
+    """
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    per_gpu = 1.0 if gpus_per_worker is None else float(gpus_per_worker)
+    if per_gpu <= 0:
+        raise ConfigError(f"--gpus-per-worker must be > 0, got {per_gpu:g}")
+    if per_gpu < 1 and workers > 1:
+        raise ConfigError(f"{workers} DDP workers need a whole GPU each (NCCL refuses two ranks on one GPU): "
+                          "use --gpus-per-worker 1 or --workers 1")
+    if use_gpu is None:
+        use_gpu = capacity.max >= workers * per_gpu - 1e-9
+        if not use_gpu and capacity.available:
+            log.warning("%d GPU worker(s) need %g GPUs, the cluster has %s: training on CPUs", workers,
+                        workers * per_gpu, capacity.describe())
+    cpus = 1.0 if cpus_per_worker is None else float(cpus_per_worker)
+    if cpus <= 0:
+        raise ConfigError(f"--cpus-per-worker must be > 0, got {cpus:g}")
+    resources = {"CPU": cpus, **({"GPU": per_gpu} if use_gpu else {})}
+    return WorkerPlan(workers, use_gpu, resources, "nccl" if use_gpu else "gloo")
 
 
 def segmenter_payload(uri: str | None) -> dict[str, Any] | None:
@@ -58,7 +115,7 @@ def build_trainer(
     """
     import ray.data
     import ray.train
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     from ctharmony.train.data import pad_to_workers, read_catalog, split_by_patient, study_records
     from ctharmony.train.loop import train_loop_per_worker
@@ -81,6 +138,7 @@ def build_trainer(
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources
         ),
@@ -133,18 +191,23 @@ def train(
     catalog: Path,
     *,
     workers: int = 2,
-    use_gpu: bool = False,
+    use_gpu: bool | None = False,
     storage_path: str | Path | None = None,
     name: str | None = None,
     resume: bool = False,
     register: bool = True,
     experiment: str = EXPERIMENT,
     overrides: Sequence[str] = (),
+    gpus_per_worker: float | None = None,
+    cpus_per_worker: float | None = None,
+    capacity: GpuCapacity | None = None,
 ) -> TrainOutcome:
     """Fit the harmonizer, then log params, per-epoch metrics and the EMA generator to MLflow.
 
     Args:
         spec: spec name, YAML path or object; ``overrides`` (``key=value``) applied on top.
+        use_gpu, gpus_per_worker, cpus_per_worker: see :func:`plan_workers` (``use_gpu`` None: GPUs when
+            ``capacity``, the GPUs the cluster has or can get, holds one per worker).
         resume: continue the newest run of this spec under ``storage_path`` (or ``name``).
         register: register the model as ``ctharmony-harmonizer``.
     """
@@ -160,8 +223,11 @@ def train(
     if name is None:
         previous = latest_run_name(storage, spec.name) if resume else None
         name = previous or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    trainer = build_trainer(spec, catalog, workers=workers, use_gpu=use_gpu, storage_path=str(storage),
-                            name=name)
+    plan = plan_workers(workers, capacity or GpuCapacity(0.0, 0.0, "none"), use_gpu=use_gpu,
+                        gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)  # fmt: skip
+    log.info("training on %s", plan.describe())
+    trainer = build_trainer(spec, catalog, workers=workers, use_gpu=plan.use_gpu, storage_path=str(storage),
+                            name=name, resources_per_worker=dict(plan.resources_per_worker))
     result = trainer.fit()
     if result.error is not None:
         raise RuntimeError(f"training run {name} failed: {result.error}") from result.error

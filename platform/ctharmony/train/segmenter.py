@@ -2,9 +2,9 @@
 
 It stands in for the paper's commercial segmenter: trained on the reference reconstruction only, so
 it works on M80 and fails where intensities shift (M40) — the failure harmonization must repair.
-Masks are the phantom's ``<masks>/<StudyInstanceUID>.nii.gz``, resampled (nearest neighbour) onto the
-series' grid in physical space. Random patches (``train.patch_size``; 0: whole slices), Dice + BCE,
-Adam; validation Dice on held-out patients.
+Masks are the phantom's ``<masks>/<StudyInstanceUID>.nii.gz``, sampled (nearest neighbour) on the
+series' own slice planes in physical space (``evaluate.metrics.truth_on_grid``). Random patches
+(``train.patch_size``; 0: whole slices), Dice + BCE, Adam; validation Dice on held-out patients.
 
 Example:
     >>> outcome = train_segmenter(Path("cat.parquet"), Path("ph/masks"), "liver-unet")  # doctest: +SKIP
@@ -33,20 +33,18 @@ EXPERIMENT = "ctharmony-segmenter"
 
 
 def read_mask_on_grid(mask_path: Path, files: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The series' HU volume and its liver mask resampled onto the series' grid (both (z, y, x))."""
-    import SimpleITK as sitk
-
+    """The series' HU volume and its liver mask sampled on the series' own slice planes (both (z, y, x))."""
     from ctharmony.archive import read_series
+    from ctharmony.archive.orientation import to_canonical
+    from ctharmony.evaluate.metrics import MaskFileError, truth_on_grid
 
-    volume = read_series(files)
-    image = volume.to_sitk()
-    hu = volume.hu.astype(np.float32, copy=False)
+    volume = to_canonical(read_series(files))  # the in-plane layout the networks see at inference
     try:
-        mask = sitk.ReadImage(str(mask_path))
-    except RuntimeError as err:
-        raise TrainingDataError(f"cannot read liver mask {mask_path}: {err}") from err
-    on_grid = sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    return hu, (sitk.GetArrayFromImage(on_grid) > 0).astype(np.float32)
+        mask = truth_on_grid(mask_path, volume.shape, volume.spacing, volume.origin, volume.direction,
+                             volume.positions)
+    except MaskFileError as err:
+        raise TrainingDataError(str(err)) from err
+    return volume.hu.astype(np.float32, copy=False), (mask > 0).astype(np.float32)
 
 
 def m80_records(catalog: Any, masks: Path, target: str = "M80") -> list[dict[str, Any]]:
@@ -67,11 +65,6 @@ def soft_dice_loss(logits: torch.Tensor, mask: torch.Tensor, eps: float = 1.0) -
     prob = torch.sigmoid(logits)
     inter = (prob * mask).sum()
     return 1.0 - (2.0 * inter + eps) / (prob.sum() + mask.sum() + eps)
-
-
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    total = float(pred.sum() + truth.sum())
-    return 1.0 if total == 0 else 2.0 * float((pred * truth).sum()) / total
 
 
 @dataclasses.dataclass
@@ -145,13 +138,16 @@ def fit_segmenter(spec: ModelSpec, train: list[tuple[np.ndarray, np.ndarray]],
 @torch.no_grad()
 def evaluate_dice(model: HUModel, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """Pooled Dice of the model's masks (p > 0.5) over whole volumes."""
+    from ctharmony.evaluate.metrics import dice_from_counts
+
     model.eval()
-    inter = total = 0.0
+    inter = pred_sum = truth_sum = 0.0
     for hu, mask in pairs:
-        pred = (model(torch.from_numpy(hu[:, None])).numpy()[:, 0] > 0.5).astype(np.float32)
-        inter += float((pred * mask).sum())
-        total += float(pred.sum() + mask.sum())
-    return 1.0 if total == 0 else 2.0 * inter / total
+        pred = model(torch.from_numpy(hu[:, None])).numpy()[:, 0] > 0.5
+        inter += float(np.logical_and(pred, mask > 0).sum())
+        pred_sum += float(pred.sum())
+        truth_sum += float((mask > 0).sum())
+    return dice_from_counts(inter, pred_sum, truth_sum)
 
 
 def train_segmenter(

@@ -52,32 +52,48 @@ def plan_resources(
     use_gpu: bool | None = None,
     cpus_per_worker: float | None = None,
     trials: int | None = None,
+    gpus_per_worker: float | None = None,
+    gpu_capacity: float | None = None,
 ) -> ResourcePlan:
-    """Size trials so they never oversubscribe the cluster.
+    """Size trials so they never oversubscribe the cluster, and pack them onto its GPUs.
 
-    GPU: one GPU per worker and one trial per GPU group (``gpus // workers`` trials at a time). CPU:
-    one CPU per worker when a trial fits, else the CPUs shared out (a 2-core laptop with 2 workers per
-    trial runs one trial at a time, each worker 0.95 CPU).
+    GPU (the default when the cluster has or can get ``workers * gpus_per_worker`` GPUs): each worker
+    asks ``gpus_per_worker`` (1; a fraction packs several one-worker trials onto a GPU) and trials run
+    ``gpu_capacity // (workers * gpus_per_worker)`` at a time, ``gpu_capacity`` being the GPUs the cluster
+    can have (default: ``gpus``, those present). CPU: one CPU per worker when a trial fits, else the CPUs
+    shared out (a 2-core laptop with 2 workers per trial runs one trial at a time, each worker 0.95 CPU).
 
     Example:
         >>> plan_resources(32, 8, 2).max_concurrent
         4
+        >>> plan_resources(16, 0, 1, gpus_per_worker=0.5, gpu_capacity=2).max_concurrent  # autoscaled GPUs
+        4
     """
     if workers < 1:
         raise ConfigError(f"workers per trial must be >= 1, got {workers}")
-    use_gpu = gpus >= workers if use_gpu is None else use_gpu
-    if use_gpu and gpus < workers:
-        raise ConfigError(f"a trial of {workers} GPU workers needs {workers} GPUs; the cluster has {gpus:g}")
+    capacity = max(gpus, gpu_capacity or 0.0)
+    per_gpu = 1.0 if gpus_per_worker is None else float(gpus_per_worker)
+    if per_gpu <= 0:
+        raise ConfigError(f"gpus per worker must be > 0, got {per_gpu:g}")
+    if per_gpu < 1 and workers > 1:
+        raise ConfigError(f"{workers} DDP workers need a whole GPU each (NCCL refuses two ranks on one GPU); "
+                          "use gpus_per_worker >= 1, or 1 worker per trial to pack trials onto GPUs")
+    need = workers * per_gpu
+    use_gpu = capacity >= need - 1e-9 if use_gpu is None else use_gpu
+    if use_gpu and capacity < need - 1e-9:
+        raise ConfigError(f"a trial of {workers} GPU workers needs {need:g} GPUs; the cluster has {capacity:g}")
+    autoscaled = use_gpu and capacity > gpus  # GPU nodes still to come bring their own CPUs
     if cpus_per_worker is None:
-        fits = cpus >= workers + DRIVER_CPUS
+        fits = cpus >= workers + DRIVER_CPUS or autoscaled
         cpus_per_worker = 1.0 if fits else math.floor((cpus - DRIVER_CPUS) / workers * 20) / 20
-    if cpus_per_worker <= 0 or workers * cpus_per_worker + DRIVER_CPUS > cpus + 1e-9:
+    if cpus_per_worker <= 0 or (not autoscaled and workers * cpus_per_worker + DRIVER_CPUS > cpus + 1e-9):
         raise ConfigError(f"{workers} workers per trial do not fit in {cpus:g} CPUs")
     concurrent = math.floor((cpus + 1e-9) / (workers * cpus_per_worker + DRIVER_CPUS))
     if use_gpu:
-        concurrent = min(concurrent, int(gpus // workers))
+        by_gpu = math.floor(capacity / need + 1e-9)
+        concurrent = by_gpu if autoscaled else min(concurrent, by_gpu)
     concurrent = max(1, min(concurrent, trials or concurrent))
-    per_worker = {"CPU": cpus_per_worker, **({"GPU": 1.0} if use_gpu else {})}
+    per_worker = {"CPU": cpus_per_worker, **({"GPU": per_gpu} if use_gpu else {})}
     return ResourcePlan(workers, use_gpu, per_worker, {"CPU": DRIVER_CPUS}, concurrent)
 
 

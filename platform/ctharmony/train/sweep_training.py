@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ from ctharmony.train.sweep import STATE_FILE, SweepError, SweepReport, latest_sw
 from ctharmony.train.sweep_resources import ReleaseStoppedTrialWorkers, ResourcePlan, plan_resources
 from ctharmony.train.sweep_select import Score, TrialOutcome, validation_fingerprint
 from ctharmony.train.sweep_space import SweepSpace
+
+log = logging.getLogger(__name__)
 
 
 def make_trainable(spec: ModelSpec, catalog: Path, space: SweepSpace, plan: ResourcePlan, train_root: Path):
@@ -151,9 +154,18 @@ def sweep_lambdas(
     max_concurrent: int | None = None,
     storage_path: str | Path | None = None,
     address: str | None = None,
+    gpus_per_worker: float | None = None,
+    max_gpus: int | None = None,
+    autoscaling_config: str | None = None,
 ) -> SweepReport:
-    """Sweep λ1, λ2, λ3 (and whatever else ``space`` names) over real training runs; see module doc."""
+    """Sweep λ1, λ2, λ3 (and whatever else ``space`` names) over real training runs; see module doc.
+
+    ``use_gpu`` None: GPU workers when the cluster has or can get them (:mod:`ctharmony.gpu_capacity`,
+    with ``max_gpus`` as the hint and ``autoscaling_config`` a cluster.yaml); trials are packed onto the
+    GPUs the cluster can have (``gpus_per_worker`` < 1 packs several one-worker trials per GPU).
+    """
     from ctharmony import cluster
+    from ctharmony.gpu_capacity import discover_gpu_capacity
     from ctharmony.models.registry import load_spec
 
     base = load_spec(spec, overrides)
@@ -185,8 +197,12 @@ def sweep_lambdas(
         if started and started != fingerprint:
             raise SweepError(f"sweep {name}: the validation set or segmenter changed since it started")
     info = cluster.connect(address, quiet=True)
+    capacity = discover_gpu_capacity(info.gpus, hint_gpus=max_gpus, autoscaling_config=autoscaling_config,
+                                     joined=not info.embedded)  # fmt: skip
     plan = plan_resources(info.cpus, info.gpus, workers_per_trial, use_gpu=use_gpu,
-                          cpus_per_worker=cpus_per_worker, trials=space.total_trials(trials))  # fmt: skip
+                          cpus_per_worker=cpus_per_worker, trials=space.total_trials(trials),
+                          gpus_per_worker=gpus_per_worker, gpu_capacity=capacity.max)  # fmt: skip
+    log.info("sweep resources: %s; %s", plan.describe(), capacity.describe())
     concurrent = min(plan.max_concurrent, max_concurrent or plan.max_concurrent)
     epochs = t.epochs_stage1 + t.epochs_stage2
     report = run_sweep(

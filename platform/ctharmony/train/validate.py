@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ctharmony.evaluate.metrics import dice_from_counts
 from ctharmony.models.hu_model import HUModel
 
 # columns of the per-protocol sums
@@ -85,10 +86,6 @@ def validation_sums(
     return sums
 
 
-def _dice(inter: float, pred: float, truth: float) -> float:
-    return 1.0 if pred + truth == 0 else 2.0 * inter / (pred + truth)
-
-
 def metrics_from_sums(
     sums: torch.Tensor, protocols: Sequence[str], window: float, with_dice: bool = True
 ) -> dict[str, float]:
@@ -106,9 +103,9 @@ def metrics_from_sums(
         out[f"val/psnr/{protocol}"] = 10.0 * math.log10(window**2 / max(mse, 1e-12))
         maes.append(mae)
         if with_dice:
-            dice = _dice(s[INTER], s[PRED], s[GT])
+            dice = dice_from_counts(s[INTER], s[PRED], s[GT])
             out[f"val/dice/{protocol}"] = dice
-            out[f"val/dice_raw/{protocol}"] = _dice(s[RAW_INTER], s[RAW_PRED], s[GT])
+            out[f"val/dice_raw/{protocol}"] = dice_from_counts(s[RAW_INTER], s[RAW_PRED], s[GT])
             dices.append(dice)
     if maes:
         out["val/mae_hu"] = float(np.mean(maes))
