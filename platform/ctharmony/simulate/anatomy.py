@@ -1,0 +1,133 @@
+"""Material maps for the simulation: the phantom's anatomies, and real CT volumes (HU -> water / bone / iodine).
+
+Phantom: the patient's tissue labels (:func:`ctharmony.phantom.anatomy.build_anatomy`) become water and
+bone fractions (:func:`~ctharmony.simulate.materials.label_basis`) plus its iodine map. A slice of
+thickness T is the mean of ``sub`` thin slices across it (projection is linear, so this is the thick
+slice's line integral; the non-linear partial-volume effect is left out); the true liver mask is the
+central thin slice's (the phantom's own mask of that slice).
+
+Real CT: a recipe over the CT number at the image's effective energy (70 keV for 120 kVp):
+air-fat mix below fat, fat-soft tissue mix up to soft tissue (+50 HU), soft tissue + iodine above it
+(iodine = the excess over soft tissue), soft tissue-cortical bone mix above :data:`BONE_HU`. The source
+kernel's blur is undone to first order (unsharp mask with its PSF, the "resolution boost") before
+resampling, so re-simulation does not blur twice. :class:`Augment` varies the iodine (level and
+liver-to-vessel phase), the body scale and the dose, so one real patient yields many.
+
+Example:
+    >>> hu = np.array([[-1000.0, -100.0, 40.0, 160.0, 900.0]])
+    >>> m = maps_from_hu(hu, pixel_mm=1.0)
+    >>> [round(float(v), 2) for v in m.iodine[0]]
+    [0.0, 0.0, 0.0, 4.1, 0.0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ctharmony.phantom import materials as icru
+from ctharmony.phantom.anatomy import build_anatomy
+from ctharmony.phantom.grid import Grid
+from ctharmony.simulate.materials import MaterialMaps, label_basis, tissue_basis
+
+EFFECTIVE_KEV = 70.0  # a 120 kVp image's CT numbers ~ those of 70 keV
+BONE_HU = 250.0  # above: soft tissue + bone; below: soft tissue + iodine
+SOURCE_PSF_MM = 0.6  # blur of a standard source kernel (e.g. Br38f), undone by the resolution boost
+
+
+def phantom_maps(params: dict[str, Any], grid: Grid, sub: int = 3) -> MaterialMaps:
+    """Material maps of a phantom patient on ``grid`` (regular, axial), each slice the mean of ``sub`` thin ones."""
+    nz, ny, nx = grid.shape
+    dz = grid.spacing[0]
+    thin = Grid(shape=(nz * sub, ny, nx), spacing=(dz / sub, *grid.spacing[1:]),
+                origin=(grid.origin[0], grid.origin[1], grid.origin[2] - dz / 2.0 + dz / (2.0 * sub)))
+    anatomy = build_anatomy(params, thin)
+    basis = label_basis()[anatomy.labels]  # (z, y, x, 2)
+
+    def mean(a: np.ndarray) -> np.ndarray:
+        return a.reshape(nz, sub, ny, nx).mean(axis=1).astype(np.float32)
+
+    liver = anatomy.liver_mask.reshape(nz, sub, ny, nx)[:, sub // 2]
+    return MaterialMaps(water=mean(basis[..., 0]), bone=mean(basis[..., 1]), iodine=mean(anatomy.iodine),
+                        pixel_mm=float(grid.spacing[2]), liver=liver.astype(np.uint8))
+
+
+@functools.cache
+def _reference_hu() -> dict[str, float]:
+    e = EFFECTIVE_KEV
+    return {"fat": float(icru.hu_at("adipose", e)[0]), "soft": float(icru.hu_at("liver", e)[0]),
+            "bone": float(icru.hu_at("cortical_bone", e)[0]), "iodine": float(icru.iodine_hu_per_mg_ml(e)[0])}
+
+
+def maps_from_hu(hu: np.ndarray, pixel_mm: float, liver: np.ndarray | None = None) -> MaterialMaps:
+    """Water / bone / iodine maps from CT numbers of a ~120 kVp image (the recipe of the module docstring)."""
+    ref = _reference_hu()
+    hu = np.asarray(hu, np.float32)
+    fat, soft = np.asarray(tissue_basis("adipose")), np.asarray(tissue_basis("liver"))
+    bone = np.asarray(tissue_basis("cortical_bone"))
+    water_frac = np.zeros(hu.shape + (2,), np.float32)
+    iodine = np.zeros(hu.shape, np.float32)
+    f_air = np.clip((hu + 1000.0) / (ref["fat"] + 1000.0), 0.0, 1.0)
+    f_fat = np.clip((hu - ref["fat"]) / (ref["soft"] - ref["fat"]), 0.0, 1.0)
+    f_bone = np.clip((hu - ref["soft"]) / (ref["bone"] - ref["soft"]), 0.0, 1.0)
+    below_fat, soft_band, bony = hu < ref["fat"], (hu >= ref["fat"]) & (hu < BONE_HU), hu >= BONE_HU
+    water_frac[below_fat] = f_air[below_fat, None] * fat
+    water_frac[soft_band] = (1 - f_fat[soft_band, None]) * fat + f_fat[soft_band, None] * soft
+    water_frac[bony] = (1 - f_bone[bony, None]) * soft + f_bone[bony, None] * bone
+    enhanced = soft_band & (hu > ref["soft"])
+    iodine[enhanced] = (hu[enhanced] - ref["soft"]) / ref["iodine"]
+    return MaterialMaps(water=water_frac[..., 0], bone=water_frac[..., 1], iodine=iodine, pixel_mm=float(pixel_mm),
+                        liver=None if liver is None else np.asarray(liver, np.uint8))
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Variations of one anatomy: iodine level, liver-to-vessel phase, body scale, dose (mAs factor)."""
+
+    iodine_scale: float = 1.0
+    liver_iodine_scale: float = 1.0  # < 1: earlier (arterial-like) liver enhancement relative to the vessels
+    body_scale: float = 1.0
+    dose_scale: float = 1.0
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Augment:
+        return cls(iodine_scale=float(rng.uniform(0.8, 1.2)), liver_iodine_scale=float(rng.uniform(0.8, 1.1)),
+                   body_scale=float(rng.uniform(0.9, 1.1)), dose_scale=float(rng.choice([0.5, 1.0, 1.0, 1.5])))
+
+
+def real_maps(hu: np.ndarray, pixel_mm: float, size: int, fov_mm: float, liver: np.ndarray | None = None,
+              augment: Augment = Augment()) -> MaterialMaps:
+    """Maps of real CT slices (z, y, x HU at ``pixel_mm``) on a ``size`` x ``size`` grid of ``fov_mm``.
+
+    The source blur is undone (resolution boost), the body is centred and scaled by ``augment.body_scale``.
+    """
+    hu = np.asarray(hu, np.float32)
+    sigma = SOURCE_PSF_MM / pixel_mm
+    boosted = hu + (hu - ndimage.gaussian_filter(hu, (0, sigma, sigma)))
+    body = hu > -500
+    if not body.any():
+        raise ValueError("real_maps: no body (CT numbers above -500 HU) in the slices")
+    ys, xs = np.nonzero(body.any(axis=0))
+    centre = np.array([(ys.min() + ys.max()) / 2.0, (xs.min() + xs.max()) / 2.0])
+    out_px = fov_mm / size
+    step = out_px / pixel_mm / augment.body_scale  # source pixels per output pixel
+    grid = (np.arange(size) - (size - 1) / 2.0) * step
+    coords = np.stack(np.meshgrid(centre[0] + grid, centre[1] + grid, indexing="ij"))
+
+    def sample(a: np.ndarray, order: int, cval: float) -> np.ndarray:
+        if step > 1.5 and order > 0:  # area-average before point sampling (anti-aliasing)
+            a = ndimage.uniform_filter(a, (1, int(round(step)), int(round(step))), mode="nearest")
+        return np.stack([ndimage.map_coordinates(s, coords, order=order, cval=cval) for s in a])
+
+    resampled = sample(boosted, 1, -1000.0)
+    mask = None if liver is None else sample(np.asarray(liver, np.float32), 0, 0.0) > 0.5
+    maps = maps_from_hu(resampled, out_px, mask)
+    maps.iodine *= np.float32(augment.iodine_scale)
+    if mask is not None:
+        maps.iodine[mask] *= np.float32(augment.liver_iodine_scale)
+    return maps
+
