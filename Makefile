@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check platform tests jobs bench
 
+# The suite, then every docstring example of the package (none is marked SKIP: see test_help_examples.py).
 test: setup lint
-	$(VENV)/bin/pytest -q
+	PYTHONUTF8=1 $(VENV)/bin/pytest -q
+	PYTHONUTF8=1 $(VENV)/bin/pytest -q --doctest-modules platform/ctharmony
 
 demo: setup
 	$(VENV)/bin/ctharmony demo

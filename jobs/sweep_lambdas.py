@@ -2,7 +2,7 @@
 
     RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir jobs \
         --runtime-env-json '{"py_modules": ["platform/ctharmony"]}' -- \
-        python sweep_lambdas.py --catalog catalog.parquet --spec /data/specs/cpu-small.yaml \
+        python sweep_lambdas.py --catalog /data/catalog.parquet --spec cpu-small \
         --trials 8 --workers-per-trial 2 --segmenter models:/ctharmony-liver-unet/1 [--resume]
 
 Resources as in ``ctharmony sweep``: ``--gpu/--no-gpu`` (default: when the cluster has or can start GPU

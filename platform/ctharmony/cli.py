@@ -1,7 +1,9 @@
 """The ``ctharmony`` command line: one Typer app.
 
 Heavy libraries (Ray, torch, MLflow, pydicom) are imported inside the commands so that ``--help``
-answers instantly. Every command here works end to end; nothing is exposed before it does.
+answers instantly. Every command here works end to end; nothing is exposed before it does. Commands
+check their files, specs and model URIs (:mod:`ctharmony.preflight`) before any cluster starts, and a
+bad one ends the command with one line on stderr (exit code 2).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -29,8 +32,24 @@ CatalogOption = Annotated[str, typer.Option("--catalog", help="Catalog Parquet f
 HarmonizerSpecOption = Annotated[str, typer.Option("--spec", help="Harmonizer spec: name or YAML path.")]
 OverrideOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a spec value: key=value (repeatable), e.g. --set train.epochs=3."),
+    typer.Option("--set", help="Override a spec value: key=value (repeatable), e.g. --set train.epochs_stage1=3."),
 ]
+
+
+def _fail(err: Exception) -> NoReturn:
+    """End the command with one line on stderr (exit code 2), no traceback."""
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2) from err
+
+
+def _preflight(check: Callable[[], Any]) -> Any:
+    """Run ``check`` (file, spec and model checks) before any cluster starts; a failure ends the command."""
+    from ctharmony.preflight import PreflightError
+
+    try:
+        return check()
+    except PreflightError as err:
+        _fail(err)
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -116,6 +135,17 @@ def evaluate(
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the evaluation to MLflow.")] = True,
 ) -> None:
     """Cohort report: Dice, volume difference, CCC (95% CI), Bland-Altman, paired t-test per protocol and method."""
+    from ctharmony.preflight import check_catalog, check_file, check_folder
+
+    def check() -> None:
+        for path in results:
+            check_file(path, "--results")
+        if truth:
+            check_folder(truth, "--truth")
+        if catalog:
+            check_catalog(catalog)
+
+    _preflight(check)
     from ctharmony.evaluate.cohort import ResultsError
     from ctharmony.evaluate.metrics import MaskFileError
     from ctharmony.evaluate.run import evaluate as run_evaluation
@@ -144,7 +174,8 @@ AutoscalingConfigOption = Annotated[str | None, typer.Option(help="cluster.yaml 
 def convert(
     catalog: Annotated[str | None, typer.Option("--catalog", help="Catalog Parquet file (ctharmony catalog).")] = None,
     harmonizer: Annotated[str | None, typer.Option(help="Harmonizer: models:/name@alias, runs:/..., a path.")] = None,
-    segmenter: Annotated[str | None, typer.Option(help="Liver segmenter: models:/name@alias, or a path.")] = None,
+    segmenter: Annotated[str | None, typer.Option(help="Liver segmenter: models:/name@alias, or a path (default: "
+                                                  "models:/ctharmony-liver-unet@champion if registered).")] = None,
     out: Annotated[str | None, typer.Option("--out", help="Output folder (resumable: reruns convert what is "
                                             "missing).")] = None,
     address: AddressOption = None,
@@ -200,10 +231,29 @@ def convert(
         except ValueError as err:
             raise typer.BadParameter(str(err)) from err
         return
-    missing = [f"--{n}" for n, v in (("catalog", catalog), ("harmonizer", harmonizer), ("segmenter", segmenter),
-                                     ("out", out)) if not v]  # fmt: skip
+    missing = [f"--{n}" for n, v in (("catalog", catalog), ("harmonizer", harmonizer), ("out", out)) if not v]
     if missing:
         raise typer.BadParameter(f"missing {', '.join(missing)} (only --plan runs without them)")
+
+    def check() -> tuple[str, str]:
+        from ctharmony.preflight import (
+            CHAMPION_SEGMENTER,
+            PreflightError,
+            check_catalog,
+            check_file,
+            check_model,
+            registered,
+        )
+
+        check_catalog(catalog)
+        if autoscaling_config:
+            check_file(autoscaling_config, "--autoscaling-config")
+        if not segmenter and not registered(CHAMPION_SEGMENTER):
+            raise PreflightError(f"no --segmenter given and no {CHAMPION_SEGMENTER} registered: pass --segmenter "
+                                 "MODEL")
+        return check_model(harmonizer, "--harmonizer"), check_model(segmenter or CHAMPION_SEGMENTER, "--segmenter")
+
+    harmonizer, segmenter = _preflight(check)
     try:
         results = convert_archive(catalog, harmonizer, segmenter, out, address=address, options=options)
     except OutputBusyError as err:  # another run writes OUT: say who, exit without a traceback
@@ -288,6 +338,10 @@ def catalog(
 
     if not Path(archive).is_dir():
         raise typer.BadParameter(f"{archive} is not a folder", param_hint="ARCHIVE")
+    if rules:
+        from ctharmony.preflight import check_file
+
+        _preflight(lambda: check_file(rules, "--rules"))
     df = build_catalog(Path(archive), Path(out), address, rules=rules, chunk_size=chunk_size)
     typer.echo(summarize(df))
     typer.echo(f"catalog: {out} ({len(df)} rows, {df.attrs['files']} files, {df.attrs['seconds']:.1f} s)")
@@ -297,13 +351,22 @@ def catalog(
 def train_segmenter(
     catalog: CatalogOption,
     masks: Annotated[str, typer.Option("--masks", help="Folder of liver masks <StudyInstanceUID>.nii.gz.")],
-    spec: Annotated[str, typer.Option("--spec", help="Segmenter spec: name or YAML path.")] = "models/liver-unet.yaml",
+    spec: Annotated[str, typer.Option("--spec", help="Segmenter spec: name or YAML path.")] = "liver-unet",
     overrides: OverrideOption = None,
     register: Annotated[bool, typer.Option("--register/--no-register", help="Register ctharmony-liver-unet.")] = True,
 ) -> None:
     """Train the reference liver U-Net on M80 series only; log and register it in MLflow."""
     from pathlib import Path
 
+    from ctharmony.preflight import PreflightError, check_catalog, check_folder, check_spec
+
+    def check() -> None:
+        check_catalog(catalog)
+        check_folder(masks, "--masks")
+        if check_spec(spec, overrides or []).kind != "segmenter":
+            raise PreflightError(f"--spec {spec}: a harmonizer spec; train it with `ctharmony train`")
+
+    _preflight(check)
     from ctharmony.train.segmenter import train_segmenter as run
 
     outcome = run(Path(catalog), Path(masks), spec, overrides=overrides or [], register=register)
@@ -314,10 +377,11 @@ def train_segmenter(
 @app.command("train")
 def train_harmonizer(
     catalog: CatalogOption,
-    spec: HarmonizerSpecOption = "models/cpu-small.yaml",
+    spec: HarmonizerSpecOption = "cpu-small",
     workers: Annotated[int, typer.Option(help="Ray Train DDP workers.")] = 2,
-    segmenter: Annotated[str | None, typer.Option(help="Reference segmenter for Dice and perceptual "
-                                                     "features: models:/ctharmony-liver-unet/1, a path...")] = None,
+    segmenter: Annotated[str | None, typer.Option(help="Reference segmenter for Dice and perceptual features: "
+                                                     "models:/ctharmony-liver-unet/1, a path... (default: "
+                                                     "models:/ctharmony-liver-unet@champion if registered).")] = None,
     overrides: OverrideOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the newest run of this spec.")] = False,
     name: Annotated[str | None, typer.Option(help="Run name under the storage path (default: spec+time).")] = None,
@@ -340,6 +404,25 @@ def train_harmonizer(
     from ctharmony.gpu_capacity import discover_gpu_capacity
     from ctharmony.train.launch import train
 
+    def check() -> str | None:
+        from ctharmony.preflight import (
+            PreflightError,
+            check_catalog,
+            check_file,
+            check_spec,
+            needs_segmenter,
+            resolve_segmenter,
+        )
+
+        check_catalog(catalog)
+        if autoscaling_config:
+            check_file(autoscaling_config, "--autoscaling-config")
+        harmonizer = check_spec(spec, overrides or [])
+        if harmonizer.kind != "harmonizer":
+            raise PreflightError(f"--spec {spec}: a segmenter spec; train it with `ctharmony train-segmenter`")
+        return resolve_segmenter(segmenter, harmonizer, required=needs_segmenter(harmonizer))
+
+    segmenter = _preflight(check)
     info = cluster.connect(address)
     capacity = discover_gpu_capacity(info.gpus, hint_gpus=gpus, autoscaling_config=autoscaling_config,
                                      joined=not info.embedded)  # fmt: skip
@@ -364,15 +447,17 @@ def train_harmonizer(
 @app.command("sweep")
 def sweep(
     catalog: CatalogOption,
-    spec: HarmonizerSpecOption = "models/cpu-small.yaml",
+    spec: HarmonizerSpecOption = "cpu-small",
     trials: Annotated[int, typer.Option(help="Trials to sample (per grid point of the space).")] = 8,
     workers_per_trial: Annotated[int, typer.Option(help="Ray Train DDP workers of each trial.")] = 2,
-    space: Annotated[str | None, typer.Option(help="Search space YAML (default: models/sweep.yaml).")] = None,
+    space: Annotated[str | None, typer.Option(help="Search space YAML (default: the shipped "
+                                              "ctharmony/train/sweep.yaml).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted sweep (--name, "
                                          "default the latest); finished trials are kept.")] = False,
     name: Annotated[str | None, typer.Option(help="Sweep name (default: sweep-<spec>-<time>).")] = None,
     segmenter: Annotated[str | None, typer.Option(help="Reference segmenter whose Dice is the objective: "
-                                                  "models:/ctharmony-liver-unet/1, a path...")] = None,
+                                                  "models:/ctharmony-liver-unet/1, a path... (default: "
+                                                  "models:/ctharmony-liver-unet@champion if registered).")] = None,
     overrides: OverrideOption = None,
     gpu: GpuOption = None,
     gpus: GpusHintOption = None,
@@ -387,6 +472,19 @@ def sweep(
     """Sweep the loss weights λ1, λ2, λ3 with Ray Tune; select by worst-protocol liver Dice; MLflow runs."""
     from pathlib import Path
 
+    def check() -> str | None:
+        from ctharmony.preflight import PreflightError, check_catalog, check_file, check_spec, resolve_segmenter
+
+        check_catalog(catalog)
+        for path, option in ((space, "--space"), (autoscaling_config, "--autoscaling-config")):
+            if path:
+                check_file(path, option)
+        harmonizer = check_spec(spec, overrides or [])
+        if harmonizer.kind != "harmonizer":
+            raise PreflightError(f"--spec {spec}: a segmenter spec; sweeps train harmonizers")
+        return resolve_segmenter(segmenter, harmonizer, required=True)  # its Dice is the objective
+
+    segmenter = _preflight(check)
     from ctharmony.train.sweep_training import sweep_lambdas
 
     report = sweep_lambdas(spec, Path(catalog), trials=trials, workers_per_trial=workers_per_trial, space=space,

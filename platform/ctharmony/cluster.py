@@ -15,10 +15,11 @@ Isolation defaults (the embedded cluster is one user's, on one machine):
   modules start with ``python -c`` (``PYTHONSAFEPATH=1`` keeps the folder off their path);
 * the pseudonym salt is resolved (made once) on the driver before any worker needs it.
 
-Example:
-    >>> info = connect()  # doctest: +SKIP
-    >>> info.describe()  # doctest: +SKIP
-    'embedded local Ray cluster: 1 node, 2 CPUs, 0 GPUs'
+Example::
+
+    info = connect()
+    info.describe()
+    # -> 'embedded local Ray cluster: 1 node, 2 CPUs, 0 GPUs'
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def _stage(name: str, seconds: dict[str, float], fn: Callable[[], Any]) -> Any:
 
 def fit_baselines(catalog: Path, out: Path) -> dict[str, Path]:
     """Fit the histogram-matching and linear-recalibration baselines on the training archive."""
-    from ctharmony.evaluate.baselines import fit_baselines_from_catalog
+    from ctharmony.baselines import fit_baselines_from_catalog
 
     histogram, linear = fit_baselines_from_catalog(catalog)
     folder = out / "baselines"

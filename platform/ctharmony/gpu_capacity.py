@@ -16,7 +16,7 @@ Example:
     >>> gpu_capacity_from_node_types({"gpu": {"resources": {"GPU": 1}, "max_workers": 4}}, max_workers=8)
     4.0
     >>> discover_gpu_capacity(0.0, hint_gpus=2, connected=False).describe()
-    '0 GPUs now, up to 2 (from the --gpus hint)'
+    '0 GPUs now, up to 2 (from --gpus hint)'
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The TCP ports a process and its descendants listen on (Linux ``/proc``), to check loopback-only binds.
 
 Example:
-    >>> exposed = [s for s in listening_sockets(os.getpid()) if not s.loopback]  # doctest: +SKIP
-    >>> exposed  # doctest: +SKIP
+    >>> exposed = [s for s in listening_sockets(os.getpid()) if not s.loopback]
+    >>> exposed
     []
 """
 

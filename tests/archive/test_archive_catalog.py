@@ -92,7 +92,7 @@ def test_parquet_schema_and_no_phi(messy_catalog):
     assert schema.names == list(q.CATALOG_COLUMNS)
     assert str(schema.field("spacing").type) == "list<element: double>"
     assert str(schema.field("files").type) == "list<element: string>"
-    back = read_catalog(out)
+    back = read_catalog(out).frame
     assert back["series_key"].tolist() == df["series_key"].tolist()
     assert b"SYNTH-0001" not in out.read_bytes() and b"SYNTH^PATIENT" not in out.read_bytes()
     assert df["patient_key"].str.len().max() == 24
@@ -114,7 +114,7 @@ def test_cli_catalog_with_rules(ray_local, messy_archive, tmp_path):
     result = CliRunner().invoke(app, ["catalog", str(messy_archive["root"]), "--out", str(out), "--rules", str(rules)])
     assert result.exit_code == 0, result.output
     assert "series ok" in result.output and "quarantined:" in result.output
-    df = read_catalog(out).set_index("series_key")
+    df = read_catalog(out).frame.set_index("series_key")
     assert df.loc["1.2.826.0.1.3", "protocol"] == "M60"
     assert df.loc["1.2.826.0.1.3", "protocol_rule"] == "our-m40-is-m60"
     bad = CliRunner().invoke(app, ["catalog", str(tmp_path / "missing"), "--out", str(out)])

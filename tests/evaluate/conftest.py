@@ -129,7 +129,9 @@ def make_cohort(root: Path, with_dicom: bool) -> SyntheticCohort:
             source_dir = root / "source" / series_uid
             if with_dicom:
                 write_dicom_series(source_dir, -100 + 200 * box(height).astype(np.int16), study_uid, series_uid)
-                catalog.append({"series_key": series_uid, "files": sorted(map(str, source_dir.glob("*.dcm")))})
+                catalog.append({"series_key": series_uid, "study_uid": study_uid, "patient_key": f"pk{i}f00d",
+                                "protocol": protocol, "status": "ok",
+                                "files": sorted(map(str, source_dir.glob("*.dcm")))})
             for method, model in (("harmonized", "ctharmony-harmonizer"),
                                   ("linear-recalibration", "baseline-linear-recalibration")):
                 if (protocol, method) not in SHRINK:

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from ctharmony.evaluate import cohort as cohort_mod
+from ctharmony.evaluate import metrics
 from ctharmony.evaluate.stats import lins_ccc
 
 
@@ -87,6 +88,21 @@ def test_cohort_against_true_masks(synthetic_cohort, kit):
     m80 = summary_row(cohort.summary, "M80", "original")
     assert m80["dice_truth_mean"] == pytest.approx(np.mean(expected)) and m80["dice_truth_n"] == 4
     assert math.isfinite(m80["ccc_truth"])
+
+
+def test_old_mask_files_take_the_geometry_of_their_converted_series(tmp_path, kit):
+    """Mask files without origin/direction (older results) are aligned through the converted DICOM's headers."""
+    cohort_files = kit.make_cohort(tmp_path, with_dicom=True)
+    cohort = cohort_mod.build_cohort([cohort_files.results], truth=cohort_files.truth)
+    rows = cohort.exams[(cohort.exams["protocol"] == "M80") & (cohort.exams["method"] == "original")]
+    expected = [2 * kit.voxels(h) / (kit.voxels(h) + kit.voxels(h + kit.TRUTH_EXTRA_ROWS)) for h in kit.HEIGHTS]
+    assert rows.sort_values("exam")["dice_truth"].to_numpy() == pytest.approx(expected)
+    for folder in (tmp_path / "converted").rglob("*"):
+        if folder.is_dir() and any(folder.glob("*.dcm")):
+            (sorted(folder.glob("*.dcm"))[0]).write_bytes(b"not DICOM")
+    cohort_mod._dicom_geometry.cache_clear()
+    with pytest.raises(metrics.MaskFileError, match="0001.dcm: not a readable DICOM file"):
+        cohort_mod.build_cohort([cohort_files.results], truth=cohort_files.truth)
 
 
 def test_results_errors_name_the_file(tmp_path, synthetic_cohort):

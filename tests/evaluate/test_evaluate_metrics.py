@@ -57,18 +57,24 @@ def test_truth_resampled_in_physical_space(tmp_path, kit):
         metrics.truth_on_grid(truth, (4, 12, 11), kit.SPACING)
 
 
-def test_dicom_geometry_of_written_series(tmp_path, kit):
+def test_archive_geometry_of_a_series_written_by_simpleitk(tmp_path, kit):
+    from ctharmony.archive.reader import read_geometry
+
     kit.write_dicom_series(tmp_path / "s", np.zeros(kit.SHAPE), "1.2.3", "1.2.3.4")
-    origin, direction, slices = metrics.dicom_geometry(tmp_path / "s")
-    assert np.allclose(origin, kit.ORIGIN) and np.allclose(direction, np.eye(3)) and slices == kit.SHAPE[0]
+    positions, direction = read_geometry(sorted((tmp_path / "s").glob("*.dcm"))[::-1])
+    assert np.allclose(positions[0], kit.ORIGIN) and np.allclose(direction, np.eye(3))
+    assert np.allclose(np.diff(positions[:, 2]), kit.SPACING[0]) and len(positions) == kit.SHAPE[0]
 
 
 def test_real_mask_on_real_series_grid(real_data):
     """The real TotalSegmentator mask (y flipped vs the DICOM) lands on the series grid voxel for voxel."""
     import SimpleITK as sitk
 
+    from ctharmony.archive.reader import read_geometry
+
     series = real_data / "siemens-abdomen-ct"
-    origin, direction, slices = metrics.dicom_geometry(series)
+    positions, direction = read_geometry(sorted(p for p in series.iterdir() if p.is_file()))
+    origin, slices = positions[0], len(positions)
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(series))  # SimpleITK's own slice order
     first, second = (sitk.ImageFileReader() for _ in range(2))
     for reader, file in ((first, files[0]), (second, files[1])):

@@ -20,7 +20,7 @@ def test_stdlib_platform_still_works_with_repo_root_on_path():
         "print(platform.system())"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, encoding="utf-8", errors="replace", check=True,
         env={"PYTHONPATH": f"{REPO}:{REPO / 'platform'}", "PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.strip() in {"Linux", "Darwin", "Windows"}

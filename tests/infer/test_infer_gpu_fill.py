@@ -159,7 +159,8 @@ def test_bench_gpu_writes_its_figures(device, tmp_path):
     out = tmp_path / "bench.json"
     sections = "forward" if device == "cpu" else "forward,ddp"
     done = subprocess.run([sys.executable, str(BENCH), "--device", device, "--sections", sections, "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+                          capture_output=True,
+                          encoding="utf-8", errors="replace", timeout=600, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text(encoding="utf-8"))
     runs = report["forward"]["runs"]

@@ -154,7 +154,7 @@ def _run_pipeline(tmp_path: Path, options: ConvertOptions, series: int = 4) -> l
     record = tmp_path / "actors"
     record.mkdir()
     items = [{"series_key": f"s{i}", "series_uid": f"1.2.{i}", "study_uid": "1.2", "patient_key": "p",
-              "site": "a", "protocol": "M40", "files": json.dumps([str(tmp_path / f"missing-{i}.dcm")])}
+              "site": "a", "protocol": "M40", "files": [str(tmp_path / f"missing-{i}.dcm")]}
              for i in range(series)]  # fmt: skip
     info = cluster.current()
     ds = build_dataset(items, str(record), str(record), tmp_path / "out", options, info.cpus, info.gpus,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -217,7 +215,7 @@ def test_the_same_ct_in_any_of_the_8_stored_layouts_gets_the_same_masks(real_dat
         reference = reference or image
         np.testing.assert_array_equal(_on_grid(image, reference), sitk.GetArrayFromImage(reference))
         row = read_catalog_row({"series_key": f"v{n}", "series_uid": "", "study_uid": "", "patient_key": "",
-                                "site": "", "protocol": "M80", "files": json.dumps(files)})
+                                "site": "", "protocol": "M80", "files": list(files)})
         assert row["status"] == "ok", row["reason"]
         batch = {key: np.asarray([value]) if np.ndim(value) else np.asarray([value], dtype=object)
                  for key, value in row.items()}

@@ -25,11 +25,9 @@ from ctharmony.infer.writer import write_converted_series
 @pytest.fixture
 def converted_row(tmp_path):
     """A pipeline row as the writer receives it: a real series read back, plus stand-in model outputs."""
-    import json
-
     files = write_ct_series(tmp_path / "src", slices=3, rows=16, columns=16)
     row = read_catalog_row({"series_key": "1.2.3.4", "series_uid": "1.2.3.4", "study_uid": "", "patient_key": "k",
-                            "site": "A", "protocol": "M40", "files": json.dumps([str(f) for f in files])})
+                            "site": "A", "protocol": "M40", "files": [str(f) for f in files]})
     assert row["status"] == "ok", row["reason"]
     mask = np.zeros(row["hu"].shape, np.uint8)
     mask[:, 4:10, 4:10] = 1
@@ -117,7 +115,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def test_a_second_run_refuses_and_a_killed_run_never_leaves_the_folder_stuck(tmp_path):
     out = tmp_path / "out"
-    holder = _start(["-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
+    holder = _start(["-c", HOLDER, str(out)], stdout=subprocess.PIPE, encoding="utf-8", errors="replace")
     try:
         dead_run = holder.stdout.readline().strip()
         assert dead_run, "the holder process did not start"
@@ -225,7 +223,8 @@ def test_two_converts_on_one_out_and_a_killed_run_loses_no_series(subset_catalog
         _wait_for(lambda: (layout.holder() or {}).get("pid") == first.pid, "the first run held OUT", first, log)
         second = subprocess.run([str(Path(sys.executable).parent / "ctharmony"), "convert", "--catalog",
                                  str(catalog), "--harmonizer", model_paths[0], "--segmenter", model_paths[1],
-                                 "--out", str(out)], capture_output=True, text=True, timeout=120)
+                                 "--out", str(out)], capture_output=True,
+                                 encoding="utf-8", errors="replace", timeout=120)
         assert second.returncode == 2, second.stderr[-3000:]
         assert f"error: {out.resolve()} is being written by pid {first.pid} on host {socket.gethostname()}" \
             in second.stderr and "choose another --out" in second.stderr

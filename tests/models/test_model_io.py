@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ctharmony.models import build
-from ctharmony.models.io import ModelLoadError, load_model, log_model, save_model
+from ctharmony.models.io import ModelLoadError, save_model
+from ctharmony.tracking.models import load_model, log_model
 
 
 def _perturbed(name: str):

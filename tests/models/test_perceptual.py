@@ -52,3 +52,15 @@ def test_segmenter_encoder_is_frozen_copy() -> None:
     extractor(x).sum().backward()  # gradients flow to the input, not into the extractor
     assert x.grad is not None
     assert extractor(torch.rand(2, 1, 16, 16)).shape == (2, 16, 4, 4)
+
+
+def test_segmenter_encoder_takes_any_segmenter_with_features() -> None:
+    from ctharmony.models import build
+
+    torch.manual_seed(0)
+    model = build("liver-unet").eval()
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():  # the HUModel's features are the U-Net encoder's: the same loss as before
+        assert torch.equal(SegmenterEncoder(model)(x), SegmenterEncoder(model.net)(x))
+    with pytest.raises(ValueError, match="neither encode"):
+        SegmenterEncoder(torch.nn.Identity())

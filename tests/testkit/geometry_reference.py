@@ -83,7 +83,7 @@ def dcm2niix_convert(dicom_dir: Path, out_dir: Path) -> Conversion:
     if any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty: dcm2niix would add suffixed files beside the old ones")
     command = [dcm2niix_binary(), *DCM2NIIX_ARGS, "-o", str(out_dir), str(dicom_dir)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=120, check=False)
     log = done.stdout + done.stderr
     if done.returncode != 0:
         raise RuntimeError(f"dcm2niix failed on {dicom_dir} (exit {done.returncode}):\n{log}")

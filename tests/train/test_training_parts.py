@@ -3,10 +3,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
+from ctharmony.archive import SeriesRow
 from ctharmony.config import IntensitySpec, ModelSpec
 from ctharmony.models.hu_model import HUModel
 from ctharmony.models.registry import load_spec
@@ -15,6 +15,8 @@ from ctharmony.train.data import (
     TrainingDataError,
     pad_to_workers,
     split_by_patient,
+    study_files,
+    study_key,
     study_records,
 )
 from ctharmony.train.ema import ModelEMA
@@ -22,7 +24,7 @@ from ctharmony.train.loop import epoch_lr
 from ctharmony.train.validate import metrics_from_sums, slice_indices, validation_sums
 
 
-def _catalog() -> pd.DataFrame:
+def _catalog() -> list[SeriesRow]:
     rows = []
     for patient in range(5):
         for protocol in ("M40", "M80", "FBP"):
@@ -33,13 +35,16 @@ def _catalog() -> pd.DataFrame:
                  "status": "ok"})  # no M80: not usable
     rows.append({"study_uid": "1.2.0", "patient_key": "pk0", "protocol": "IR", "files": ["/q"], "slices": 1,
                  "status": "quarantined"})
-    return pd.DataFrame(rows)
+    return [SeriesRow.from_record({"series_key": f"s{i}", **row}) for i, row in enumerate(rows)]
 
 
 def test_study_records_and_patient_split_are_deterministic() -> None:
     records = study_records(_catalog(), ("FBP", "IR", "M40", "M80"))
     assert len(records) == 5
-    assert set(json.loads(records[0]["files_json"])) == {"FBP", "M40", "M80"}  # quarantined IR left out
+    files = study_files(records[0])
+    assert set(files) == {"FBP", "M40", "M80"}  # quarantined IR left out
+    assert files["M40"] == [f"/a/0/M40/{i}.dcm" for i in range(3)]  # a real list, in catalog order
+    assert json.loads(study_key(records[0])) == files
     train, val = split_by_patient(records, 0.4, seed=0)
     assert len(val) == 2 and len(train) == 3
     assert not {r["patient_key"] for r in train} & {r["patient_key"] for r in val}
@@ -47,8 +52,8 @@ def test_study_records_and_patient_split_are_deterministic() -> None:
     assert split_by_patient(records, 0.4, seed=1) != (train, val)
     with pytest.raises(TrainingDataError, match="at least 2 patients"):
         split_by_patient(records[:1], 0.5)
-    with pytest.raises(TrainingDataError, match="lacks column"):
-        study_records(_catalog().drop(columns=["files"]), ("M40",))
+    with pytest.raises(TrainingDataError, match="no study"):
+        study_records([r for r in _catalog() if r.protocol != "M80"], ("M40",))
 
 
 def test_pad_to_workers_never_drops_a_study() -> None:

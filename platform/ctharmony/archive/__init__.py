@@ -6,7 +6,10 @@ from ctharmony.archive.volume import Volume
 
 __all__ = [
     "Volume",
+    "Catalog",
+    "CatalogError",
     "SeriesReadError",
+    "SeriesRow",
     "build_catalog",
     "read_catalog",
     "read_series",
@@ -17,6 +20,9 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Catalog": "ctharmony.archive.catalog_table",
+    "CatalogError": "ctharmony.archive.catalog_table",
+    "SeriesRow": "ctharmony.archive.catalog_table",
     "SeriesReadError": "ctharmony.archive.reader",
     "read_series": "ctharmony.archive.reader",
     "build_catalog": "ctharmony.archive.catalog",

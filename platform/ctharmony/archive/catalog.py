@@ -5,11 +5,14 @@ Pipeline: list the archive on the driver (cheap, see ``scan``) -> chunks of a fe
 ``map_batches(read_header_chunk)`` reads headers (never pixel data) -> the driver streams the
 records back with a progress display, groups them into series (``series.group_series``),
 classifies protocols (``protocols``) and writes the Parquet catalog. Every listed file ends in exactly
-one row: a series' file list or a quarantine row.
+one row: a series' file list or a quarantine row. ``read_catalog`` is the one reader of that file
+(typed rows: ``catalog_table``).
 
-Example:
-    >>> df = build_catalog(Path("archive"), Path("catalog.parquet"))  # doctest: +SKIP
-    >>> print(summarize(df))  # doctest: +SKIP
+Example::
+
+    df = build_catalog(Path("archive"), Path("catalog.parquet"))
+    print(summarize(df))
+    rows = read_catalog("catalog.parquet").series(status="ok")
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ctharmony.archive import quarantine as q
+from ctharmony.archive.catalog_table import REQUIRED_COLUMNS, Catalog, CatalogError, SeriesRow
 from ctharmony.archive.headers import read_header
 from ctharmony.archive.progress import Progress
 from ctharmony.archive.protocols import load_rules
@@ -33,6 +37,7 @@ from ctharmony.archive.pseudonym import pseudonym_salt
 from ctharmony.archive.scan import chunks, list_archive
 from ctharmony.archive.series import group_series
 
+__all__ = ["Catalog", "CatalogError", "SeriesRow", "build_catalog", "read_catalog", "summarize", "write_catalog"]
 log = logging.getLogger(__name__)
 CHUNK_MIN, CHUNK_MAX = 64, 512  # files per header-read task when chosen automatically
 
@@ -179,12 +184,49 @@ def write_catalog(df: pd.DataFrame, out: Path | str) -> Path:
     return out
 
 
-def read_catalog(path: Path | str) -> pd.DataFrame:
-    """Read a catalog Parquet file."""
+def read_catalog(path: Path | str) -> Catalog:
+    """Read a catalog Parquet file: the one reader every stage uses; raises :class:`CatalogError`.
+
+    Columns are checked and cast to the contract's types (``CATALOG_SCHEMA``); the identity columns
+    (``REQUIRED_COLUMNS``) must be there, any other contract column a file lacks gets its default.
+
+    Example::
+
+        catalog = read_catalog("catalog.parquet")
+        [row.series_key for row in catalog.series(protocols=("M80",))]
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CatalogError(f"{path}: no such catalog file (build one with `ctharmony catalog`)")
     try:
-        return pd.read_parquet(path)
+        table = pq.read_table(path)
     except (OSError, pa.ArrowException) as err:
-        raise OSError(f"{path}: cannot read the catalog ({err})") from err
+        raise CatalogError(f"{path}: not a readable Parquet catalog ({err})") from err
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}; rebuild it with `ctharmony catalog`")
+    columns, fields = [], []
+    for field in CATALOG_SCHEMA:
+        if field.name in table.column_names:
+            column = table.column(field.name)
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowException, TypeError, ValueError) as err:
+                raise CatalogError(f"{path}: column {field.name!r} holds {column.type}, "
+                                   f"the catalog needs {field.type} ({err})") from err
+        else:
+            default = q.CATALOG_DEFAULTS[field.name]
+            column = pa.array([default] * table.num_rows, type=field.type)
+        columns.append(column)
+        fields.append(field)
+    extra = [name for name in table.column_names if name not in CATALOG_SCHEMA.names]
+    for name in extra:  # kept after the contract's columns, never interpreted
+        columns.append(table.column(name))
+        fields.append(table.schema.field(name))
+    frame = pa.Table.from_arrays(columns, schema=pa.schema(fields)).to_pandas()
+    return Catalog(frame, path)
 
 
 def summarize(df: pd.DataFrame) -> str:

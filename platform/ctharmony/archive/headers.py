@@ -11,10 +11,11 @@ turned into a pseudonymous key at once and never leaves this function.
 
 A record is a plain dict; ``record["error"]`` is the quarantine reason ("" when the file is usable).
 
-Example:
-    >>> rec = read_header("IM00001.dcm", salt="s")  # doctest: +SKIP
-    >>> rec["series_uid"], rec["position"], rec["error"]  # doctest: +SKIP
-    ('1.2.826...', [-10.0, -12.0, 30.0], '')
+Example::
+
+    rec = read_header("IM00001.dcm", salt="s")
+    rec["series_uid"], rec["position"], rec["error"]
+    # -> ('1.2.826...', [-10.0, -12.0, 30.0], '')
 """
 
 from __future__ import annotations

@@ -29,7 +29,11 @@ from typing import Any
 
 import yaml
 
-PROTOCOLS = ("FBP", "IR", "M40", "M60", "M80", "OPT", "unknown")
+# The protocol registry: every other package imports these names from here (user rules add their own).
+PAPER_PROTOCOLS = ("FBP", "IR", "M40", "M60", "M80", "OPT")  # the paper's six reconstructions
+REFERENCE_PROTOCOL = "M80"  # the target look (80 keV virtual mono-energetic)
+UNKNOWN = "unknown"  # no rule recognized the series (never FBP by default)
+PROTOCOLS = (*PAPER_PROTOCOLS, UNKNOWN)  # built in; ``load_rules(file).protocols`` adds a user file's
 MONO_KEV = {"M40": 40.0, "M60": 60.0, "M80": 80.0}  # the registry's virtual mono-energetic protocols
 BY_ENERGY = "by-energy"
 FIELDS = ("image_type", "series_description", "kernel", "kvp", "manufacturer", "model", "protocol_name",

@@ -11,10 +11,11 @@ gaps and uneven spacing are never regularised away; on a regular series the resu
 Slices without Study/Series Instance UIDs (over-anonymised exports) get deterministic surrogate UIDs,
 named in ``tags["surrogate_uids"]``, so that derived series and SEGs can still reference them.
 
-Example:
-    >>> vol = read_series(sorted(Path("series").glob("*.dcm")))  # doctest: +SKIP
-    >>> vol.shape, vol.spacing  # doctest: +SKIP
-    ((20, 512, 512), (2.0, 0.977, 0.977))
+Example::
+
+    vol = read_series(sorted(Path("series").glob("*.dcm")))
+    vol.shape, vol.spacing
+    # -> ((20, 512, 512), (2.0, 0.977, 0.977))
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ctharmony.archive.series import slice_geometry, surrogate_series_uid
+from ctharmony.archive.series import Geometry, slice_geometry, surrogate_series_uid
 from ctharmony.archive.volume import Volume
 
 PADDING_HU = -1024.0
@@ -36,11 +37,11 @@ class SeriesReadError(RuntimeError):
     """A series could not be read; the message names the file and the reason."""
 
 
-def _read_file(path: Path) -> Any:
+def _read_file(path: Path, header_only: bool = False) -> Any:
     import pydicom
 
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path, stop_before_pixels=header_only)
     except Exception as err:  # noqa: BLE001 - pydicom raises many types for bad files
         raise SeriesReadError(f"{path}: not a readable DICOM file ({type(err).__name__}: {err})") from err
 
@@ -109,14 +110,7 @@ def read_series(files: Sequence[str | Path]) -> Volume:
     if not paths:
         raise SeriesReadError("read_series: no files given")
     datasets = [_read_file(p) for p in paths]
-    orientation = _floats(datasets[0], "ImageOrientationPatient", 6, paths[0])
-    for ds, path in zip(datasets, paths, strict=True):
-        if not np.allclose(_floats(ds, "ImageOrientationPatient", 6, path), orientation, atol=1e-4):
-            raise SeriesReadError(f"{path}: orientation differs from {paths[0].name}'s")
-    positions = [_floats(ds, "ImagePositionPatient", 3, p) for ds, p in zip(datasets, paths, strict=True)]
-    geometry = slice_geometry(positions, orientation)
-    if geometry.error:
-        raise SeriesReadError(f"{paths[0].parent}: {geometry.error}")
+    positions, direction, geometry = _planes(datasets, paths)
     ordered = [(datasets[i], paths[i]) for i in geometry.order]
     slices = [_hu(ds, path) for ds, path in ordered]
     shape = slices[0].shape
@@ -130,8 +124,6 @@ def read_series(files: Sequence[str | Path]) -> Volume:
     z_spacing = geometry.spacing
     if not np.isfinite(z_spacing):  # a single slice: the best we have is its thickness
         z_spacing = float(first.get("SliceThickness", 1.0) or 1.0)
-    row_cos, column_cos = np.array(orientation[:3]), np.array(orientation[3:])
-    direction = np.column_stack([row_cos, column_cos, geometry.normal])
     sop_uids = [_uid(ds, "SOPInstanceUID", "MediaStorageSOPInstanceUID") for ds, _ in ordered]
     tags = _tags(first, sop_uids, [str(p) for _, p in ordered])
     if not tags["SeriesInstanceUID"]:
@@ -145,8 +137,37 @@ def read_series(files: Sequence[str | Path]) -> Volume:
         spacing=(z_spacing, row_spacing, column_spacing),
         direction=direction,
         tags=tags,
-        positions=np.asarray([positions[i] for i in geometry.order], dtype=np.float64),
+        positions=positions,
     )
+
+
+def read_geometry(files: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Where the slices of a series lie, from their headers only: ``(positions, direction)``.
+
+    ``positions`` (z, 3) are the ImagePositionPatient of the slices sorted along the normal (LPS mm),
+    ``direction`` the 3 x 3 matrix whose columns are the row, column and normal directions, as
+    :func:`read_series` gives them; raises :class:`SeriesReadError` naming the file and the reason.
+    """
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise SeriesReadError("read_geometry: no files given")
+    datasets = [_read_file(p, header_only=True) for p in paths]
+    positions, direction, _ = _planes(datasets, paths)
+    return positions, direction
+
+
+def _planes(datasets: list[Any], paths: list[Path]) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """Positions sorted along the normal, direction (columns: row, column, normal) and slice geometry."""
+    orientation = _floats(datasets[0], "ImageOrientationPatient", 6, paths[0])
+    for ds, path in zip(datasets, paths, strict=True):
+        if not np.allclose(_floats(ds, "ImageOrientationPatient", 6, path), orientation, atol=1e-4):
+            raise SeriesReadError(f"{path}: orientation differs from {paths[0].name}'s")
+    positions = [_floats(ds, "ImagePositionPatient", 3, p) for ds, p in zip(datasets, paths, strict=True)]
+    geometry = slice_geometry(positions, orientation)
+    if geometry.error:
+        raise SeriesReadError(f"{paths[0].parent}: {geometry.error}")
+    direction = np.column_stack([orientation[:3], orientation[3:], geometry.normal])
+    return np.asarray([positions[i] for i in geometry.order], dtype=np.float64), direction, geometry
 
 
 def _tags(first: Any, sop_uids: list[str], source_files: list[str]) -> dict[str, Any]:

@@ -6,10 +6,11 @@ own path, so following it would count a file twice) all become quarantine rows, 
 sockets and devices (reading them could block or never end). Listing uses ``os.scandir`` (no
 ``stat`` per regular file on Linux), so it costs little next to reading headers.
 
-Example:
-    >>> listing = list_archive(Path("archive"))  # doctest: +SKIP
-    >>> len(listing.files), listing.unsafe[:1]  # doctest: +SKIP
-    (5000, [('/archive/evil', 'unsafe path: symbolic link pointing outside the archive')])
+Example::
+
+    listing = list_archive(Path("archive"))
+    len(listing.files), listing.unsafe[:1]
+    # -> (5000, [('/archive/evil', 'unsafe path: symbolic link pointing outside the archive')])
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ as the :class:`Volume`), with the algorithm named in its segment description. It
 Instance UIDs are derived deterministically from the source series and the algorithm's name and
 version. Source slices with surrogate UIDs (see ``reader``) are referenced by those surrogates.
 
-Example:
-    >>> write_seg(mask, vol, Path("liver.seg.dcm"), algorithm_name="ctharmony-liver-unet",
-    ...           algorithm_version="2")  # doctest: +SKIP
-    >>> read_seg(Path("liver.seg.dcm"), vol).sum()  # doctest: +SKIP
+Example::
+
+    write_seg(mask, vol, Path("liver.seg.dcm"), algorithm_name="ctharmony-liver-unet",
+              algorithm_version="2")
+    read_seg(Path("liver.seg.dcm"), vol).sum()
 """
 
 from __future__ import annotations

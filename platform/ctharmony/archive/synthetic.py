@@ -5,7 +5,10 @@ controllable geometry, tags and transfer syntax, so the catalog and the reader c
 every odd case an archive holds (tilt, gaps, scouts, compressed pixel data...).
 
 Example:
-    >>> paths = write_ct_series(tmp / "s1", slices=4, rows=16, columns=16)  # doctest: +SKIP
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     len(write_ct_series(Path(tmp) / "s1", slices=4, rows=16, columns=16))
+    4
 """
 
 from __future__ import annotations
@@ -15,18 +18,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (
-    PYDICOM_IMPLEMENTATION_UID,
-    CTImageStorage,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGLosslessSV1,
-    generate_uid,
-)
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1
 
-AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+from ctharmony.archive.ct_dataset import AXIAL, ct_template, derived_uid, full_dataset, save_slice, slice_part
+
+__all__ = ["AXIAL", "VENDOR_TAGS", "ct_slice_dataset", "transcode_with_gdcm", "write_ct_series"]
+
+UID_NAMESPACE = "ctharmony-synthetic"
+SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1)
+DEFAULT_TAGS: dict[str, Any] = {
+    "PatientName": "SYNTH^PATIENT", "PatientID": "SYNTH-0001", "PatientBirthDate": "", "PatientSex": "O",
+    "StudyDate": "20240101", "StudyTime": "120000", "StudyID": "1", "AccessionNumber": "",
+    "ReferringPhysicianName": "", "SeriesNumber": 1, "Manufacturer": "SIEMENS",
+    "ManufacturerModelName": "SOMATOM Force", "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
+    "SeriesDescription": "Abdomen PV 3.0 Br40 FBP", "ConvolutionKernel": "Br40", "KVP": 120,
+    "PositionReferenceIndicator": "", "AcquisitionNumber": 1,
+}
 
 # Headers as four vendors write them, with type-2/3 attributes absent (None deletes) or empty as the
 # standard allows: what real archives send and writers must cope with.
@@ -57,60 +65,21 @@ def ct_slice_dataset(
     intercept: float = -1024.0,
     tags: dict[str, Any] | None = None,
 ) -> Dataset:
-    """One CT Image Storage dataset with stored values ``pixels`` (uint16 or int16)."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    sop_uid = generate_uid(entropy_srcs=[series_uid, str(instance), str(list(position))])
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = sop_uid
-    ds.Modality = "CT"
-    ds.PatientName = "SYNTH^PATIENT"
-    ds.PatientID = "SYNTH-0001"
-    ds.PatientBirthDate = ""
-    ds.PatientSex = "O"
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = frame_uid
-    ds.StudyDate = "20240101"
-    ds.StudyTime = "120000"
-    ds.StudyID = "1"
-    ds.AccessionNumber = ""
-    ds.ReferringPhysicianName = ""
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = instance
-    ds.Manufacturer = "SIEMENS"
-    ds.ManufacturerModelName = "SOMATOM Force"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.SeriesDescription = "Abdomen PV 3.0 Br40 FBP"
-    ds.ConvolutionKernel = "Br40"
-    ds.KVP = 120
-    ds.SliceThickness = 1.0
-    ds.ImagePositionPatient = [float(v) for v in position]
-    ds.ImageOrientationPatient = [float(v) for v in orientation]
-    ds.PixelSpacing = [float(v) for v in pixel_spacing]
-    ds.PositionReferenceIndicator = ""
-    ds.AcquisitionNumber = 1
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1 if pixels.dtype == np.int16 else 0
-    ds.RescaleIntercept = intercept
-    ds.RescaleSlope = slope
-    ds.RescaleType = "HU"
+    """One CT Image Storage dataset with stored values ``pixels`` (uint16 or int16); ``tags`` win (None deletes)."""
+    template = ct_template(
+        rows=pixels.shape[0], columns=pixels.shape[1], pixel_spacing=pixel_spacing, orientation=orientation,
+        signed=pixels.dtype == np.int16, slope=slope, intercept=intercept, slice_thickness=1.0,
+        tags={**DEFAULT_TAGS, "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+              "FrameOfReferenceUID": frame_uid},
+    )
+    sop_uid = derived_uid(series_uid, instance, list(position), namespace=UID_NAMESPACE)
+    ds = full_dataset(template, slice_part(pixels, position=position, sop_uid=sop_uid, instance=instance))
     for key, value in (tags or {}).items():
         if value is None:
             if key in ds:
                 delattr(ds, key)
         else:
             setattr(ds, key, value)
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     return ds
 
 
@@ -137,12 +106,14 @@ def write_ct_series(
     Stored values are random uint16 in [0, 2000] (HU = value - 1024). ``positions`` overrides the
     regular grid (for gaps, tilt...). File names are shuffled so that readers must sort by geometry.
     """
+    if transfer_syntax not in SYNTAXES:
+        raise ValueError(f"synthetic series: transfer syntax {transfer_syntax} is not supported")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    series_uid = series_uid or generate_uid(entropy_srcs=[str(out_dir), str(seed), "series"])
-    study_uid = study_uid or generate_uid(entropy_srcs=[str(out_dir), str(seed), "study"])
-    frame_uid = frame_uid or generate_uid(entropy_srcs=[str(out_dir), str(seed), "frame"])
+    series_uid = series_uid or derived_uid(out_dir, seed, "series", namespace=UID_NAMESPACE)
+    study_uid = study_uid or derived_uid(out_dir, seed, "study", namespace=UID_NAMESPACE)
+    frame_uid = frame_uid or derived_uid(out_dir, seed, "frame", namespace=UID_NAMESPACE)
     normal = np.cross(orientation[:3], orientation[3:])
     if positions is None:
         positions = [np.asarray(origin) + k * spacing * normal for k in range(slices)]
@@ -150,26 +121,12 @@ def write_ct_series(
     paths = []
     for k, position in enumerate(positions):
         pixels = rng.integers(0, 2000, size=(rows, columns), dtype=np.uint16)
-        ds = ct_slice_dataset(
-            pixels,
-            position=position,
-            orientation=orientation,
-            series_uid=series_uid,
-            study_uid=study_uid,
-            frame_uid=frame_uid,
-            instance=k + 1,
-            tags=tags,
-        )
+        ds = ct_slice_dataset(pixels, position=position, orientation=orientation, series_uid=series_uid,
+                              study_uid=study_uid, frame_uid=frame_uid, instance=k + 1, tags=tags)
         path = out_dir / f"IM{names[k]:05d}.dcm"
-        if transfer_syntax == JPEG2000Lossless:
-            ds.compress(JPEG2000Lossless)
-        elif transfer_syntax == ImplicitVRLittleEndian:
-            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-        ds.save_as(path, enforce_file_format=True)
+        save_slice(ds, path, ExplicitVRLittleEndian if transfer_syntax == JPEGLosslessSV1 else transfer_syntax)
         if transfer_syntax == JPEGLosslessSV1:
             transcode_with_gdcm(path, "JPEGLosslessProcess14_1")
-        elif transfer_syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless):
-            raise ValueError(f"synthetic series: transfer syntax {transfer_syntax} is not supported")
         paths.append(path)
     return paths
 

@@ -1,7 +1,7 @@
-"""Cohort evaluation: Dice, liver volumes, CCC with CI, Bland-Altman, paired t-test, baselines, report.
+"""Cohort evaluation: Dice, liver volumes, CCC with CI, Bland-Altman, paired t-test, report.
 
 Entry point: :func:`ctharmony.evaluate.run.evaluate` (the ``ctharmony evaluate`` command). Modules load
-on first use, so importing a baseline never pulls in scipy, matplotlib or MLflow.
+on first use, so importing metrics never pulls in scipy, matplotlib or MLflow (baselines: ``ctharmony.baselines``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 _EXPORTS = {
     "dice": "metrics", "liver_volume_ml": "metrics", "volume_difference": "metrics",
     "bland_altman": "stats", "lins_ccc": "stats", "paired_ttest": "stats",
-    "HistogramMatchingBaseline": "baselines", "LinearRecalibrationBaseline": "baselines",
-    "load_baseline": "baselines", "build_cohort": "cohort", "evaluate": "run",
+    "build_cohort": "cohort", "evaluate": "run",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -3,14 +3,15 @@
 Input: one or more ``results.parquet`` files of the conversion contract. Every converted series gives
 an ``original`` mask (the segmenter on the input) and a converted one, reported under its method:
 ``harmonized`` for the GAN, or the baseline's name for models named ``baseline-...``
-(``ctharmony.evaluate.baselines``). The reference of an exam is the mask on its ORIGINAL reference
+(``ctharmony.baselines``). The reference of an exam is the mask on its ORIGINAL reference
 protocol series (M80), as in the paper; true masks (``<truth>/<StudyInstanceUID>.nii.gz``) are a
 second reference when given. Exams are labelled ``exam-001``... in StudyInstanceUID order and carry
 only the pseudonymous ``patient_key``: no UID, name or ID leaves this module.
 
-Example:
-    >>> cohort = build_cohort(["OUT/results.parquet"], reference_protocol="M80")  # doctest: +SKIP
-    >>> cohort.summary.query("method == 'harmonized'")[["protocol", "dice_mean"]]  # doctest: +SKIP
+Example::
+
+    cohort = build_cohort(["OUT/results.parquet"], reference_protocol="M80")
+    cohort.summary.query("method == 'harmonized'")[["protocol", "dice_mean"]]
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctharmony.archive.protocols import PAPER_PROTOCOLS
 from ctharmony.evaluate import metrics, stats
 from ctharmony.evaluate.naming import BASELINE_PREFIX, HARMONIZED, ORIGINAL, method_of
 
 log = logging.getLogger(__name__)
 
-PAPER_PROTOCOLS = ("FBP", "IR", "M40", "M60", "M80", "OPT")
 __all__ = ["HARMONIZED", "ORIGINAL", "Cohort", "ResultsError", "build_cohort", "method_of", "summarize"]
 REQUIRED = ("series_key", "study_uid", "patient_key", "site", "protocol", "model_name", "model_version",
             "mask_original_path", "mask_harmonized_path", "status")
@@ -163,6 +164,7 @@ def _check_shapes(mask: metrics.MaskFile, reference: metrics.MaskFile, path: str
 
 
 def _geometry(mask: metrics.MaskFile, output_dir: str) -> tuple:
+    """The mask's origin and direction: stored in the mask file, or (older files) those of its converted series."""
     if mask.origin is not None and mask.direction is not None:
         return mask.origin, mask.direction
     if output_dir and Path(output_dir).is_dir():
@@ -172,8 +174,13 @@ def _geometry(mask: metrics.MaskFile, output_dir: str) -> tuple:
 
 @functools.lru_cache(maxsize=256)
 def _dicom_geometry(folder: str) -> tuple:
-    origin, direction, _ = metrics.dicom_geometry(folder)
-    return origin, direction
+    from ctharmony.archive.reader import SeriesReadError, read_geometry
+
+    try:
+        positions, direction = read_geometry(sorted(Path(folder).glob("*.dcm")))
+    except SeriesReadError as err:
+        raise metrics.MaskFileError(f"{folder}: the converted series' geometry cannot be read ({err})") from err
+    return tuple(float(v) for v in positions[0]), direction
 
 
 def summarize(exams: pd.DataFrame, by: Sequence[str] = ("protocol",)) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Per-exam segmentation metrics: Dice, liver volume, volume difference; mask files and geometry.
+"""Per-exam segmentation metrics: Dice, liver volume, volume difference; mask files and the truth on their grid.
 
 Masks are binary arrays indexed ``(z, y, x)``; spacing is ``(z, y, x)`` in mm. Mask files follow the
 conversion results contract: ``numpy.savez_compressed(path, mask=uint8 (z,y,x), spacing=float64[3])``,
@@ -99,34 +99,6 @@ def load_mask(path: str | Path) -> MaskFile:
         raise MaskFileError(f"mask file {path}: {len(positions)} slice positions for {mask.shape[0]} slices")
     return MaskFile(mask=mask, spacing=spacing, origin=origin, direction=direction,  # type: ignore[arg-type]
                     positions=positions)
-
-
-def dicom_geometry(folder: str | Path) -> tuple[tuple[float, float, float], np.ndarray, int]:
-    """Origin (LPS), direction (columns i, j, k) and slice count of the DICOM series in ``folder``.
-
-    Headers only; slices are ordered along the normal of their ImageOrientationPatient, as SimpleITK does.
-    """
-    import pydicom
-
-    folder = Path(folder)
-    positions, orientation = [], None
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    for file in files:
-        try:
-            ds = pydicom.dcmread(file, stop_before_pixels=True)
-        except Exception:  # non-DICOM files in the folder are skipped
-            continue
-        if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
-            continue
-        positions.append(np.array([float(v) for v in ds.ImagePositionPatient]))
-        orientation = np.array([float(v) for v in ds.ImageOrientationPatient])
-    if orientation is None:
-        raise MaskFileError(f"no DICOM image with ImagePositionPatient in {folder}")
-    row_dir, col_dir = orientation[:3], orientation[3:]
-    normal = np.cross(row_dir, col_dir)
-    positions.sort(key=lambda p: float(p @ normal))
-    direction = np.column_stack([row_dir, col_dir, normal])
-    return tuple(float(v) for v in positions[0]), direction, len(positions)  # type: ignore[return-value]
 
 
 def truth_on_grid(

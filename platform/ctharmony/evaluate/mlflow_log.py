@@ -4,8 +4,9 @@ Metric names are ``<metric>/<protocol>/<method>``, e.g. ``dice/M40/harmonized``,
 ``volume_ratio/M40/original``, ``ccc/M40/harmonized``; per-site ones are prefixed ``site/<site>/``.
 Params carry the models' URIs and counts only: no patient names, IDs or UIDs.
 
-Example:
-    >>> run_id = log_evaluation(cohort, files, experiment="ctharmony-evaluate")  # doctest: +SKIP
+Example::
+
+    run_id = log_evaluation(cohort, files, experiment="ctharmony-evaluate")
 """
 
 from __future__ import annotations

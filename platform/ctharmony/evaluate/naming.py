@@ -1,6 +1,6 @@
 """How converted masks are named in reports: ``original``, ``harmonized`` or a baseline's short name.
 
-A model whose name starts with ``baseline-`` (see :mod:`ctharmony.evaluate.baselines`) is reported
+A model whose name starts with ``baseline-`` (see :mod:`ctharmony.baselines`) is reported
 under the rest of its name, e.g. ``baseline-histogram-matching`` -> ``histogram-matching``.
 
 Example:
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-BASELINE_PREFIX = "baseline-"
+from ctharmony.baselines.base import BASELINE_PREFIX  # the baselines own their names
+
 ORIGINAL, HARMONIZED = "original", "harmonized"
 
 

@@ -5,8 +5,9 @@
 - :func:`example_slices_png`: one exam, each protocol (rows) under each method (columns): the image
   (abdominal window) with the method's liver mask filled and the reference mask's contour.
 
-Example:
-    >>> png = bland_altman_png(cohort.exams, "M40", ["original", "harmonized"])  # doctest: +SKIP
+Example::
+
+    png = bland_altman_png(cohort.exams, "M40", ["original", "harmonized"])
 """
 
 from __future__ import annotations

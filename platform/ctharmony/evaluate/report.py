@@ -4,9 +4,10 @@ The HTML page is self-contained (figures embedded as base64 PNG); the Markdown l
 written beside it under ``plots/``. Only exam labels and pseudonymous patient keys appear (in
 ``exams.csv``); the tables are per protocol and method.
 
-Example:
-    >>> files = write_report(cohort, Path("report"))  # doctest: +SKIP
-    >>> print(headline(cohort))  # doctest: +SKIP
+Example::
+
+    files = write_report(cohort, Path("report"))
+    print(headline(cohort))
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """One evaluation run: results files -> cohort tables -> report folder -> MLflow run.
 
-Example:
-    >>> ev = evaluate(["OUT/results.parquet"], Path("OUT/report"), truth="OUT/masks")  # doctest: +SKIP
-    >>> print(ev.files.html, ev.run_id)  # doctest: +SKIP
+Example::
+
+    ev = evaluate(["OUT/results.parquet"], Path("OUT/report"), truth="OUT/masks")
+    print(ev.files.html, ev.run_id)
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ctharmony.evaluate import plots
 from ctharmony.evaluate.cohort import ORIGINAL, Cohort, build_cohort
@@ -44,13 +44,14 @@ def find_catalog(results: Sequence[str | Path]) -> Path | None:
 
 def image_loader(cohort: Cohort, catalog: Path | None) -> Callable[[str, str, str], np.ndarray | None]:
     """``images(exam, protocol, method)``: originals from the catalog's files, converted ones from output_dir."""
+    from ctharmony.archive import CatalogError, read_catalog
+
     files: dict[str, list[str]] = {}
     if catalog is not None:
         try:
-            table = pd.read_parquet(catalog, columns=["series_key", "files"])
-            files = {k: list(v) for k, v in zip(table["series_key"], table["files"], strict=True)}
-        except (OSError, ValueError, KeyError) as err:
-            log.warning("example slices: cannot use catalog %s (%s); showing masks only", catalog, err)
+            files = {row.series_key: list(row.files) for row in read_catalog(catalog).series(status=None)}
+        except CatalogError as err:
+            log.warning("example slices: cannot use the catalog (%s); showing masks only", err)
 
     def images(exam: str, protocol: str, method: str) -> np.ndarray | None:
         rows = cohort.sources

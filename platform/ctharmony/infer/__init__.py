@@ -1,9 +1,10 @@
 """Archive conversion: Ray Data predictors (harmonizer, segmenter) and the resumable conversion pipeline.
 
-Example:
-    >>> from ctharmony.infer import convert_archive  # doctest: +SKIP
-    >>> convert_archive("catalog.parquet", "models:/ctharmony-harmonizer@champion",
-    ...                 "models:/ctharmony-liver-unet@champion", "converted/")  # doctest: +SKIP
+Example::
+
+    from ctharmony.infer import convert_archive
+    convert_archive("catalog.parquet", "models:/ctharmony-harmonizer@champion",
+                    "models:/ctharmony-liver-unet@champion", "converted/")
 """
 
 from __future__ import annotations

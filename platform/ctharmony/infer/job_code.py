@@ -8,10 +8,18 @@ with ``Failed to download runtime_env file package gcs://_ray_pkg_... prematurel
     <dest>/work/<script>.py      the job's working dir: the job script alone
     <dest>/ctharmony/...         the package (``py_modules``): sources and package data, no caches
 
+The job script is written from :data:`JOB_COMMANDS` (each ``jobs/*.py`` of the checkout forwards to
+one CLI command the same way), so an installed package needs no checkout to submit a job.
+
 Example:
-    >>> staged = stage_job_code(tmp_path, "convert_archive.py")  # doctest: +SKIP
-    >>> staged.runtime_env()  # doctest: +SKIP
-    {'working_dir': '/tmp/.../work', 'py_modules': ['/tmp/.../ctharmony']}
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> staged = stage_job_code(tmp.name, "convert_archive.py")
+    >>> [p.name for p in staged.working_dir.iterdir()], staged.package.name
+    (['convert_archive.py'], 'ctharmony')
+    >>> tmp.cleanup()
+    >>> 'app(["convert", *sys.argv[1:]]' in job_script_text("convert_archive.py")
+    True
 """
 
 from __future__ import annotations
@@ -22,7 +30,11 @@ from pathlib import Path
 
 import ctharmony
 
-JOBS_DIR = Path(__file__).resolve().parents[3] / "jobs"
+#: A folder to copy job scripts from instead of writing them (None: written from JOB_COMMANDS).
+JOBS_DIR: Path | None = None
+#: The job scripts of ``jobs/``: script -> the ``ctharmony`` command it runs.
+JOB_COMMANDS = {"build_catalog.py": "catalog", "train_gan.py": "train", "sweep_lambdas.py": "sweep",
+                "convert_archive.py": "convert"}
 PACKAGE_SUFFIXES = (".py", ".yaml")  # sources and package data (e.g. archive/protocols.yaml)
 
 
@@ -48,17 +60,35 @@ def package_dir() -> Path:
     return Path(ctharmony.__file__).resolve().parent
 
 
+def job_script_text(script: str) -> str:
+    """The source of job script ``script``: a thin forwarder to its ``ctharmony`` command."""
+    if script not in JOB_COMMANDS:
+        raise FileNotFoundError(f"job script {script} not found (known: {', '.join(sorted(JOB_COMMANDS))})")
+    return (f'"""Ray job entry: ``ctharmony {JOB_COMMANDS[script]}`` (written by ctharmony.infer.job_code)."""\n\n'
+            "import sys\n\nfrom ctharmony.cli import app\n\n"
+            f'if __name__ == "__main__":\n    app(["{JOB_COMMANDS[script]}", *sys.argv[1:]], prog_name="{script}")\n')
+
+
 def stage_job_code(dest: str | Path, script: str, *, jobs_dir: Path | None = None,
                    package: Path | None = None) -> StagedJob:
-    """Copy ``jobs_dir/script`` (default: the checkout's ``jobs/``) and the package's code files under ``dest``."""
-    source = (jobs_dir or JOBS_DIR) / script
-    if not source.is_file():
-        raise FileNotFoundError(f"job script {source} not found (jobs/ ships with the source checkout)")
+    """Put job ``script`` and the package's code files under ``dest``.
+
+    The script is copied from ``jobs_dir`` (default :data:`JOBS_DIR`) when one is given, else written
+    by :func:`job_script_text`.
+    """
+    jobs_dir = jobs_dir or JOBS_DIR
+    source = jobs_dir / script if jobs_dir is not None else None
+    if source is not None and not source.is_file():
+        raise FileNotFoundError(f"job script {source} not found")
+    text = job_script_text(script) if source is None else None  # before any folder is made
     package = package or package_dir()
     dest = Path(dest)
     work = dest / "work"
     work.mkdir(parents=True, exist_ok=False)
-    shutil.copy2(source, work / source.name)
+    if source is not None:
+        shutil.copy2(source, work / script)
+    else:
+        (work / script).write_text(text or "", encoding="utf-8")
     target = dest / package.name
     for path in sorted(package.rglob("*")):
         if path.is_file() and path.suffix in PACKAGE_SUFFIXES and "__pycache__" not in path.parts:
@@ -67,4 +97,4 @@ def stage_job_code(dest: str | Path, script: str, *, jobs_dir: Path | None = Non
             shutil.copy2(path, copy)
     if not (target / "__init__.py").is_file():
         raise FileNotFoundError(f"{package} is not a Python package (no __init__.py)")
-    return StagedJob(work, target, source.name)
+    return StagedJob(work, target, script)

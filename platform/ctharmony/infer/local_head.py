@@ -169,7 +169,7 @@ def _stream(command: list[str], cwd: Path, env: dict[str, str] | None, timeout_s
     lines: list[str] = []
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with subprocess.Popen(command, cwd=cwd, env=job_environment(env), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+                          stderr=subprocess.STDOUT, encoding="utf-8", errors="replace") as process:
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line)

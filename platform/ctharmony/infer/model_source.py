@@ -1,12 +1,14 @@
-"""Where a conversion's models come from: an MLflow model URI or a local path.
+"""Where a conversion's models come from: an MLflow model URI or a local path, any format the registry knows.
 
 ``MODEL`` on the command line is ``models:/<name>@<alias>``, ``models:/<name>/<version>``,
-``runs:/<run_id>/<path>`` or a local path (a saved model, or a fitted baseline ``.npz`` / ``.json``
-from :mod:`ctharmony.evaluate.baselines`, so baselines run through exactly the same pipeline). The driver
-checks it with :func:`resolve_model_source` (a local path becomes absolute, a missing one is a clear
-error before any Ray work starts); each
-actor then loads it ONCE with :func:`load_hu_model`, pointing MLflow at the driver's tracking URI so
-every node reads the same registry.
+``runs:/<run_id>/<path>`` or a local path: a saved ctharmony model, a user's TorchScript or ONNX file
+(with its ``<file>.yaml`` sidecar), or a fitted baseline ``.npz`` / ``.json`` (:mod:`ctharmony.baselines`),
+so every model runs through exactly the same pipeline. The model-loader registry
+(:mod:`ctharmony.loaders`) decides which format a reference is. The driver checks it with
+:func:`resolve_model_source` (a local path becomes absolute; a missing one, or one no format accepts,
+is a clear error before any Ray work starts); each actor then loads it ONCE with
+:func:`load_hu_model`, pointing MLflow at the driver's tracking URI so every node reads the same
+registry.
 
 Example:
     >>> resolve_model_source("models:/ctharmony-harmonizer@champion").is_mlflow
@@ -20,7 +22,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+from ctharmony.loaders import LoaderError, find_format, load_model
+from ctharmony.loaders.formats import MLFLOW_SCHEMES
+
+__all__ = ["MLFLOW_SCHEMES", "ModelSource", "ModelSourceError", "load_hu_model", "model_identity",
+           "resolve_model_source"]
 
 
 class ModelSourceError(ValueError):
@@ -43,11 +49,11 @@ def resolve_model_source(model: str | Path, tracking_uri: str | None = None) -> 
     """Check a MODEL argument in the driver.
 
     Args:
-        model: an MLflow model URI or a local path (file or folder written by ``save_model``).
+        model: an MLflow model URI or a local path (any format of :mod:`ctharmony.loaders`).
         tracking_uri: the MLflow tracking URI actors must use (default: the one in force here).
 
     Raises:
-        ModelSourceError: a local path that does not exist, or an empty argument.
+        ModelSourceError: a local path that does not exist or that no format accepts, or an empty argument.
     """
     text = str(model).strip()
     if not text:
@@ -61,11 +67,14 @@ def resolve_model_source(model: str | Path, tracking_uri: str | None = None) -> 
     path = Path(text).expanduser()
     if not path.exists():
         raise ModelSourceError(f"model {text!r}: no such file or folder (nor an MLflow URI: models:/, runs:/)")
+    if find_format(str(path.resolve())) is None:
+        raise ModelSourceError(f"model {text!r}: not a model any format accepts (an MLflow or ctharmony model folder, "
+                               "a TorchScript .pt/.ts or .onnx file with its <file>.yaml, a baseline .npz/.json)")
     return ModelSource(uri=str(path.resolve()), tracking_uri=tracking_uri)
 
 
 def load_hu_model(source: ModelSource | str | Any) -> Any:
-    """Load an ``HUModel`` (``torch.nn.Module``) from a source; a module passed in is returned as is.
+    """Load a model (``torch.nn.Module`` with ``info``) from a source; a module passed in is returned as is.
 
     Raises:
         ModelSourceError: the model cannot be loaded (names the reference and the cause).
@@ -78,14 +87,10 @@ def load_hu_model(source: ModelSource | str | Any) -> Any:
         source = resolve_model_source(source)
     if source.is_mlflow and source.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = source.tracking_uri  # the driver's registry, on every node
-    from ctharmony.evaluate.baselines import BASELINE_SUFFIXES, load_baseline
-    from ctharmony.models.io import load_model
-
-    loader = load_baseline if Path(source.uri).suffix.lower() in BASELINE_SUFFIXES else load_model
     try:
-        return loader(source.uri)
-    except Exception as err:  # noqa: BLE001 - any loader failure becomes one clear error
-        raise ModelSourceError(f"cannot load model {source.uri!r}: {type(err).__name__}: {err}") from err
+        return load_model(source.uri)
+    except LoaderError as err:
+        raise ModelSourceError(str(err)) from err
 
 
 def model_identity(model: Any, fallback: str = "model") -> tuple[str, str]:

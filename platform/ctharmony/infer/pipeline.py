@@ -13,20 +13,19 @@ On CPU the actors take a fraction of a CPU (``actor_cpus``) so that read and wri
 one (a pool holding every CPU deadlocks the job, see NOTES). With GPUs, a harmonizer and a segmenter
 actor share each GPU (``num_gpus=0.5``), so one GPU is enough and N GPUs run N pairs.
 
-Example:
-    >>> results = convert_archive("catalog.parquet", "models:/ctharmony-harmonizer@champion",
-    ...                           "models:/ctharmony-liver-unet@champion", "converted")  # doctest: +SKIP
-    >>> results.status.value_counts()  # doctest: +SKIP
+Example::
+
+    results = convert_archive("catalog.parquet", "models:/ctharmony-harmonizer@champion",
+                              "models:/ctharmony-liver-unet@champion", "converted")
+    results.status.value_counts()
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import os
-import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from ctharmony.infer.model_source import resolve_model_source
 from ctharmony.infer.policy import Policies, skip_reason
 from ctharmony.infer.progress import ConversionProgress
 from ctharmony.infer.resume import OutputLayout
-from ctharmony.infer.writer import IDENTITY_FIELDS, RECORD_DEFAULTS, write_converted_series
+from ctharmony.infer.writer import IDENTITY_FIELDS, RECORD_DEFAULTS, tag_columns, write_converted_series
 
 log = logging.getLogger("ctharmony.infer")
 
@@ -73,48 +72,42 @@ class ConvertOptions:
 
 
 def load_catalog_series(catalog: str | Path) -> list[dict[str, Any]]:
-    """The catalog's ok series as pipeline items (files as a JSON list)."""
-    import pandas as pd
+    """The catalog's ok series as pipeline items: identity, ``files`` (a list) and the policies' geometry.
+
+    Raises:
+        CatalogError: the catalog is unreadable, lacks columns, or repeats a series_key.
+    """
+    from ctharmony.archive import CatalogError, read_catalog
 
     path = Path(catalog).expanduser()
-    try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"catalog {path}: cannot read it as Parquet: {err}") from err
-    missing = {"series_key", "files", "status"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"catalog {path}: missing column(s) {sorted(missing)}")
-    frame = frame[frame["status"] == "ok"]
-    items = []
-    for row in frame.to_dict("records"):
-        item = {field: str(row.get(field, "") or "") for field in IDENTITY_FIELDS}
-        item["files"] = json.dumps([str(f) for f in row["files"]])
-        item["geometry"] = str(row.get("geometry") or "")
-        item["tilt_degrees"] = float(row.get("tilt_degrees") or 0.0)
-        item["largest_gap_mm"] = float(row.get("largest_gap_mm") or 0.0)
-        items.append(item)
+    rows = read_catalog(path).series(status="ok")
+    items = [{**{field: getattr(row, field) for field in IDENTITY_FIELDS}, "files": list(row.files),
+              "geometry": row.geometry, "tilt_degrees": row.tilt_degrees, "largest_gap_mm": row.largest_gap_mm}
+             for row in rows]
     keys = [item["series_key"] for item in items]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"catalog {path}: series_key is not unique; rebuild it with `ctharmony catalog`")
+        raise CatalogError(f"catalog {path}: series_key is not unique; rebuild it with `ctharmony catalog`")
     return items
 
 
 def read_catalog_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Read one series (CPU task): HU volume, geometry and tags; a failure marks the row failed."""
+    """Read one series (CPU task): HU volume, geometry and tags (``tag_*`` columns); a failure marks the row."""
     from ctharmony.archive import read_series
 
     start = time.perf_counter()
     out = {field: row[field] for field in IDENTITY_FIELDS}
     try:
-        volume = read_series(json.loads(row["files"]))
+        if isinstance(row["files"], str | bytes):
+            raise TypeError("the item's files must be a list of paths, not text")
+        volume = read_series([str(f) for f in row["files"]])
         out.update(hu=np.ascontiguousarray(volume.hu, dtype=np.float32), status="ok", reason="",
                    spacing=np.asarray(volume.spacing, np.float64), origin=np.asarray(volume.origin, np.float64),
-                   direction=np.asarray(volume.direction, np.float64).reshape(9), tags=pickle.dumps(volume.tags),
-                   positions=np.asarray(volume.positions, np.float64))
+                   direction=np.asarray(volume.direction, np.float64).reshape(9),
+                   positions=np.asarray(volume.positions, np.float64), **tag_columns(volume.tags))
     except Exception as err:  # noqa: BLE001 - recorded, the job goes on
         out.update(hu=np.zeros((0, 0, 0), np.float32), status="failed", reason=f"read: {err}",
-                   spacing=np.zeros(3), origin=np.zeros(3), direction=np.zeros(9), tags=pickle.dumps({}),
-                   positions=np.zeros((0, 3)))
+                   spacing=np.zeros(3), origin=np.zeros(3), direction=np.zeros(9),
+                   positions=np.zeros((0, 3)), **tag_columns({}))
     out["seconds_read"] = time.perf_counter() - start
     return out
 

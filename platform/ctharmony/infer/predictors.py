@@ -1,15 +1,20 @@
 """Ray Data predictors: callable classes that load a model ONCE and map series batches.
 
+Models are anything :mod:`ctharmony.loaders` loads (ctharmony's ``HUModel``, a user's TorchScript or ONNX
+network, a baseline), called through the model interface (:mod:`ctharmony.models.interface`): HU slices
+``(N, 1, H, W)`` in, or the whole volume ``(1, 1, Z, H, W)`` for a 3-D model (``dims == 3``).
+
 Each batch is a ``dict[str, np.ndarray]`` with one entry per series (the pipeline uses one series per
 batch); ``hu`` holds each series' ``(z, y, x)`` HU volume. A row whose ``status`` is not ``"ok"`` is
 passed through untouched; an exception on one row marks that row failed (``reason`` names the stage)
 and never stops the batch. Both classes work on a plain batch without Ray.
 
-Example:
-    >>> harmonize = HarmonizerPredictor("models:/ctharmony-harmonizer@champion")  # doctest: +SKIP
-    >>> batch = {"series_key": np.array(["1.2.3"]), "hu": np.zeros((1, 8, 64, 64), np.float32)}
-    >>> harmonize(batch)["hu_harmonized"].shape  # doctest: +SKIP
-    (1, 8, 64, 64)
+Example::
+
+    harmonize = HarmonizerPredictor("models:/ctharmony-harmonizer@champion")
+    batch = {"series_key": np.array(["1.2.3"]), "hu": np.zeros((1, 8, 64, 64), np.float32)}
+    harmonize(batch)["hu_harmonized"].shape
+    # -> (1, 8, 64, 64)
 """
 
 from __future__ import annotations
@@ -48,6 +53,15 @@ def current_node_id() -> str:
         return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     except Exception:  # noqa: BLE001 - diagnostics only
         return ""
+
+
+def predict_volume(model: Any, volume: np.ndarray, device: Any) -> np.ndarray:
+    """A 3-D model (``dims == 3``) on a whole ``(z, y, x)`` volume, fed as ``(1, 1, z, y, x)``, in fp32."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32)[None, None]).to(device)
+        return model(x)[0, 0].float().cpu().numpy()
 
 
 class _SlicePredictor:
@@ -99,6 +113,8 @@ class _SlicePredictor:
             if not protocol:
                 raise ValueError(f"{self.name} needs the series' protocol, and the catalog row has none")
             model = model.for_protocol(protocol)
+        if getattr(model, "dims", 2) == 3:  # a 3-D model takes the whole (canonical) volume at once
+            return layout.invert(predict_volume(model, layout.apply(volume), self.device))
         return layout.invert(predict_slices(  # exact inverse: outputs in the stored layout
             model,
             layout.apply(volume),

@@ -21,12 +21,13 @@ stuck) and a second run refuses, naming the holder. The record in the lock file 
 holder where flock is not honoured (some network file systems). A run removes only the staging of
 runs that are over.
 
-Example:
-    >>> layout = OutputLayout("converted")  # doctest: +SKIP
-    >>> with layout.exclusive():  # doctest: +SKIP
-    ...     layout.prepare()
-    ...     layout.completed_keys()
-    {'1.2.840...1', '1.2.840...2'}
+Example::
+
+    layout = OutputLayout("converted")
+    with layout.exclusive():
+        layout.prepare()
+        layout.completed_keys()
+    # -> {'1.2.840...1', '1.2.840...2'}
 """
 
 from __future__ import annotations

@@ -4,15 +4,15 @@ Everything is written into a staging folder and renamed into place at the end (s
 :mod:`ctharmony.infer.resume`), so a crash leaves either the complete series or nothing. A failure
 here marks the row failed with its reason; it never raises into the pipeline.
 
-Example:
-    >>> record = write_converted_series(row, "converted/")  # doctest: +SKIP
-    >>> record["status"], record["seg_original_path"]  # doctest: +SKIP
-    ('done', '/.../converted/series/1.2.3/seg_original.dcm')
+Example::
+
+    record = write_converted_series(row, "converted/")
+    record["status"], record["seg_original_path"]
+    # -> ('done', '/.../converted/series/1.2.3/seg_original.dcm')
 """
 
 from __future__ import annotations
 
-import pickle
 import shutil
 import time
 import warnings
@@ -43,6 +43,42 @@ def base_record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+# The source series' tags (``archive.reader``) travel in pipeline rows as explicit columns, never pickled.
+# Lists go as 1-D numpy string arrays (Ray tensor columns): an Arrow list<string> column comes back from the
+# numpy-format actors as object arrays, which Ray can only store by pickling them.
+TAG_TEXT = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPClassUID", "Modality",
+            "Manufacturer", "SeriesDescription", "ConvolutionKernel")  # string columns
+TAG_REAL = ("SliceThickness",)  # float64 columns
+TAG_LISTS = ("SOPInstanceUIDs", "source_files", "surrogate_uids")  # string-array columns
+TAG_PREFIX = "tag_"
+
+
+def tag_columns(tags: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline-row columns (``tag_<name>``) carrying a Volume's ``tags``; every tag must have one.
+
+    Example:
+        >>> tag_columns({"SOPInstanceUIDs": ["1.2.1", "1.2.2"], "SliceThickness": 2.5})["tag_SOPInstanceUIDs"]
+        array(['1.2.1', '1.2.2'], dtype='<U5')
+    """
+    known = (*TAG_TEXT, *TAG_REAL, *TAG_LISTS)
+    unknown = sorted(set(tags) - set(known))
+    if unknown:
+        raise ValueError(f"tags {unknown} have no pipeline column (known: {', '.join(known)})")
+    columns: dict[str, Any] = {TAG_PREFIX + name: str(tags.get(name) or "") for name in TAG_TEXT}
+    columns.update({TAG_PREFIX + name: float(tags.get(name) or 0.0) for name in TAG_REAL})
+    columns.update({TAG_PREFIX + name: np.asarray([str(v) for v in tags.get(name) or []], dtype=str)
+                    for name in TAG_LISTS})
+    return columns
+
+
+def tags_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The tags carried by a pipeline row's ``tag_<name>`` columns (the inverse of :func:`tag_columns`)."""
+    tags: dict[str, Any] = {name: str(_scalar(row[TAG_PREFIX + name])) for name in TAG_TEXT}
+    tags.update({name: float(_scalar(row[TAG_PREFIX + name])) for name in TAG_REAL})
+    tags.update({name: [str(v) for v in np.asarray(row[TAG_PREFIX + name]).ravel()] for name in TAG_LISTS})
+    return tags
+
+
 def volume_of(row: dict[str, Any], hu: np.ndarray):
     """Rebuild the source ``Volume`` (geometry + tags) carried by a pipeline row around ``hu``."""
     from ctharmony.archive import Volume
@@ -52,7 +88,7 @@ def volume_of(row: dict[str, Any], hu: np.ndarray):
         spacing=tuple(np.asarray(row["spacing"], dtype=float)),
         origin=tuple(np.asarray(row["origin"], dtype=float)),
         direction=np.asarray(row["direction"], dtype=float).reshape(3, 3),
-        tags=pickle.loads(row["tags"]),
+        tags=tags_of(row),
         positions=np.asarray(row["positions"], dtype=float).reshape(-1, 3),
     )
 

@@ -7,11 +7,14 @@ inside ``forward``, so inference can never normalise differently from training.
 - kind ``"harmonizer"``: HU (N, 1, H, W) -> HU (N, 1, H, W) (the generator's output de-normalised);
 - kind ``"segmenter"``: HU (N, 1, H, W) -> liver probability in [0, 1].
 
+:func:`normalize` (and :func:`rewindow` between two windows) is the one HU normalisation: training
+(``ctharmony.train``) calls it too.
+
 Example:
     >>> import torch
     >>> from ctharmony.models.registry import build
-    >>> model = build("cpu-small")  # doctest: +SKIP
-    >>> model(torch.full((1, 1, 30, 30), 80.0)).shape  # doctest: +SKIP
+    >>> model = build("cpu-small")
+    >>> model(torch.full((1, 1, 30, 30), 80.0)).shape
     torch.Size([1, 1, 30, 30])
 """
 
@@ -20,34 +23,30 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ctharmony.config import IntensitySpec, ModelSpec
+from ctharmony.models.interface import HUModule, denormalize, normalize, pad_to_multiple
+from ctharmony.models.spec import IntensitySpec, ModelSpec
+
+__all__ = ["HUModel", "denormalize", "normalize", "pad_to_multiple", "rewindow"]
 
 
-def normalize(hu: torch.Tensor, intensity: IntensitySpec) -> torch.Tensor:
-    """HU -> [0, 1] by the spec's window (values outside are clipped)."""
-    span = intensity.hu_max - intensity.hu_min
-    return ((hu - intensity.hu_min) / span).clamp(0.0, 1.0)
+def rewindow(x: torch.Tensor, source: IntensitySpec, dest: IntensitySpec) -> torch.Tensor:
+    """Images normalised by ``source``'s window -> ``dest``'s [0, 1] (differentiable; clipped to ``dest``).
+
+    Example:
+        >>> wide, narrow = IntensitySpec(-1024.0, 2048.0), IntensitySpec(-160.0, 240.0)
+        >>> float(rewindow(normalize(torch.tensor(40.0), wide), wide, narrow))
+        0.5
+    """
+    return normalize(denormalize(x, source), dest)
 
 
-def denormalize(x: torch.Tensor, intensity: IntensitySpec) -> torch.Tensor:
-    """[0, 1] -> HU (the inverse of :func:`normalize` inside the window)."""
-    return x * (intensity.hu_max - intensity.hu_min) + intensity.hu_min
+class HUModel(HUModule):
+    """A network wrapped with its :class:`~ctharmony.models.spec.ModelSpec` (intensity, kind, name).
 
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Replicate-pad H and W up to a multiple; returns the padded tensor and the original (H, W)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x, (h, w)
-
-
-class HUModel(nn.Module):
-    """A network wrapped with its :class:`~ctharmony.config.ModelSpec` (intensity, kind, name).
+    Implements :class:`~ctharmony.models.interface.HUModule`: ``pre_process`` / ``predict`` /
+    ``post_process`` on 2-D slices; a segmenter's U-Net also gives ``features`` (its deepest encoder map).
 
     Args:
         net: the network on normalised images (generator, or a U-Net giving logits).
@@ -63,8 +62,12 @@ class HUModel(nn.Module):
         self.size_multiple = int(getattr(net, "size_multiple", 1))
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> str:  # type: ignore[override]
         return self.spec.kind
+
+    @property
+    def intensity(self) -> IntensitySpec:  # type: ignore[override]
+        return self.spec.intensity
 
     @property
     def info(self) -> dict[str, Any]:
@@ -78,11 +81,15 @@ class HUModel(nn.Module):
             "size_multiple": self.size_multiple,
         }
 
-    def forward(self, hu: torch.Tensor) -> torch.Tensor:
-        if hu.ndim != 4 or hu.shape[1] != 1:
-            raise ValueError(f"HUModel expects (N, 1, H, W) HU slices, got shape {tuple(hu.shape)}")
-        x, (h, w) = pad_to_multiple(normalize(hu.float(), self.spec.intensity), self.size_multiple)
-        y = self.net(x)[..., :h, :w]
-        if self.spec.kind == "segmenter":
-            return torch.sigmoid(y)
-        return denormalize(y, self.spec.intensity)
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    @property
+    def has_features(self) -> bool:
+        return callable(getattr(self.net, "encode", None))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net's deepest encoder feature map of a network input (what ``SegmenterEncoder`` used)."""
+        if not self.has_features:
+            raise NotImplementedError(f"the {self.kind} network {type(self.net).__name__} exposes no features")
+        return self.net.encode(x)[-1]

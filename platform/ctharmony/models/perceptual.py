@@ -4,8 +4,9 @@
   ``features.34``, before its ReLU), written out here so torchvision is not needed. ImageNet weights
   cannot be downloaded: :func:`load_vgg19_conv54` reads a torchvision-format state dict (keys
   ``features.<i>.weight``/``bias``; a full ``vgg19`` state dict works) from a file the user names.
-- :class:`SegmenterEncoder`: the deepest encoder features of the trained reference segmenter
-  (:class:`~ctharmony.models.segmenter.UNet2D`) — needs no download and measures what matters here.
+- :class:`SegmenterEncoder`: the features of the trained reference segmenter (the deepest encoder map of
+  :class:`~ctharmony.models.segmenter.UNet2D`, or any segmenter exposing ``features(x)``) — needs no
+  download and measures what matters here.
 
 Both take (N, 1, H, W) images in [0, 1], are frozen (no parameter requires grad) and stay in eval.
 
@@ -104,14 +105,26 @@ def load_vgg19_conv54(weights: str | Path | None) -> VGG19Conv54:
 
 
 class SegmenterEncoder(_Frozen):
-    """The deepest encoder feature map of a (trained) U-Net segmenter; a frozen copy."""
+    """Features of a (trained) segmenter; a frozen copy.
 
-    def __init__(self, unet: nn.Module) -> None:
+    ``segmenter`` is either a network with ``encode(x)`` (the U-Net: its deepest encoder map) or any
+    segmenter of the model interface that exposes ``features(x)`` (``has_features``; e.g. ctharmony's
+    ``HUModel`` or a user's TorchScript module exporting ``features`` with ``@torch.jit.export``). ``x`` is
+    the segmenter's network input: images in [0, 1] by its own HU window. Gradients must flow through it,
+    so an ONNX segmenter cannot serve (use VGG19 then).
+    """
+
+    def __init__(self, segmenter: nn.Module) -> None:
         super().__init__()
         import copy
 
-        self.unet = copy.deepcopy(unet)
+        if not (callable(getattr(segmenter, "encode", None)) or getattr(segmenter, "has_features", False)):
+            raise ValueError(f"{type(segmenter).__name__} exposes neither encode(x) nor features(x): it cannot "
+                             "serve as a perceptual extractor (use loss.perceptual_net=vgg19)")
+        self.unet = copy.deepcopy(segmenter)
         self.freeze()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unet.encode(x)[-1]
+        if callable(getattr(self.unet, "encode", None)):
+            return self.unet.encode(x)[-1]
+        return self.unet.features(x)

@@ -1,12 +1,15 @@
 """Build networks and models by name: an explicit name -> builder dict, no import side effects.
 
-Spec names resolve to ``models/<name>.yaml`` in the repository (or ``$CTHARMONY_SPECS``); a path to a
-YAML file or a :class:`~ctharmony.config.ModelSpec` works too.
+Spec names resolve to ``<name>.yaml`` in the package's ``specs/`` folder (package data, so an installed
+wheel and a job's uploaded package find them too; ``$CTHARMONY_SPECS`` names another folder); a path to a
+YAML file or a :class:`~ctharmony.models.spec.ModelSpec` works too.
 
 Example:
-    >>> model = build("liver-unet")  # doctest: +SKIP
-    >>> model.kind  # doctest: +SKIP
+    >>> model = build("liver-unet")
+    >>> model.kind
     'segmenter'
+    >>> load_spec("cpu-small", ["loss.l1=3"]).loss.l1
+    3.0
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from pathlib import Path
 
 from torch import nn
 
-from ctharmony.config import ConfigError, ModelSpec, load_config
 from ctharmony.models.discriminator import UNetDiscriminatorSN
 from ctharmony.models.generator import HFSGenerator
 from ctharmony.models.hu_model import HUModel
 from ctharmony.models.segmenter import UNet2D
+from ctharmony.models.spec import ModelSpec
+from ctharmony.models.typed_yaml import ConfigError, from_dict, load_config, merge, parse_overrides, to_dict
 
-SPECS_DIR = Path(__file__).resolve().parents[3] / "models"
+#: The shipped specs: package data beside the code (``ctharmony/specs/*.yaml``).
+SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 
 
 def _generator(spec: ModelSpec) -> nn.Module:
@@ -49,7 +54,7 @@ DISCRIMINATORS: dict[str, Callable[[ModelSpec], nn.Module]] = {"unet-sn": _discr
 
 
 def specs_dir() -> Path:
-    """Folder holding the named specs: ``$CTHARMONY_SPECS`` or the repository's ``models/``."""
+    """Folder holding the named specs: ``$CTHARMONY_SPECS`` or the package's ``specs/``."""
     return Path(os.environ.get("CTHARMONY_SPECS", SPECS_DIR))
 
 
@@ -57,8 +62,6 @@ def load_spec(name_or_path: str | Path | ModelSpec, overrides: Sequence[str] = (
     """A spec by name (``cpu-small``), by YAML path, or as given; ``overrides`` are ``key=value``."""
     if isinstance(name_or_path, ModelSpec):
         if overrides:
-            from ctharmony.config import from_dict, merge, parse_overrides, to_dict
-
             return from_dict(ModelSpec, merge(to_dict(name_or_path), parse_overrides(overrides)), "spec")
         return name_or_path
     path = Path(name_or_path)

@@ -27,10 +27,11 @@ Each patient's anatomy is built once; the six reconstructions share it, the geom
 FrameOfReferenceUID. Patient ``i`` uses ``numpy.random.default_rng([seed, i])``, so the same seed
 gives byte-identical pixel data, independent of ``workers``.
 
-Example:
-    >>> table = generate_archive(Path("/tmp/ph"), patients=2, slices=8, size=64)  # doctest: +SKIP
-    >>> sorted(table.columns)[:3]  # doctest: +SKIP
-    ['age_group', 'liver_volume_ml', 'mask_path']
+Example::
+
+    table = generate_archive(Path("/tmp/ph"), patients=2, slices=8, size=64)
+    sorted(table.columns)[:3]
+    # -> ['age_group', 'liver_volume_ml', 'mask_path']
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ctharmony.archive.protocols import PAPER_PROTOCOLS
 from ctharmony.phantom import physics
 from ctharmony.phantom.anatomy import Grid, build_anatomy, sample_patient
 from ctharmony.phantom.cases import GeometryCases, case_grid
@@ -53,7 +55,7 @@ from ctharmony.phantom.tissues import LABEL
 from ctharmony.phantom.truth import SLICE_MASK_SUFFIX, SliceMask, save_slice_mask
 
 log = logging.getLogger(__name__)
-PROTOCOLS = physics.PROTOCOLS
+PROTOCOLS = PAPER_PROTOCOLS  # one study = one series of each of the registry's six
 COLUMNS = ["patient_id", "study_uid", "site", "age_group", "liver_volume_ml",
            *[f"series_uid_{p}" for p in PROTOCOLS], "mask_path", "params"]
 

@@ -74,17 +74,3 @@ def ir_noise(fbp_noise: np.ndarray, pixel_mm: float, peak_lp_mm: float, reductio
     transfer = ir_filter(shape, pixel_mm, peak_lp_mm)
     gain = _rms_gain(fbp_amplitude(shape, pixel_mm, peak_lp_mm) * transfer, shape)
     return filter_noise(fbp_noise, transfer * ((1.0 - reduction) / gain))
-
-
-def radial_nps(noise: np.ndarray, pixel_mm: float, bins: int = 24) -> tuple[np.ndarray, np.ndarray]:
-    """Radially averaged 2-D NPS of noise-only slices (z, y, x): (frequency lp/mm, NPS HU^2 mm^2)."""
-    stack = noise - noise.mean(axis=(-2, -1), keepdims=True)
-    power = np.abs(np.fft.rfft2(stack, axes=(-2, -1))) ** 2
-    power = power.mean(axis=0) * pixel_mm**2 / (stack.shape[-1] * stack.shape[-2])
-    f = _radial_frequency(stack.shape[-2:], pixel_mm)
-    edges = np.linspace(0.0, 0.5 / pixel_mm, bins + 1)
-    index = np.digitize(f.ravel(), edges) - 1
-    valid = (index >= 0) & (index < bins)
-    total = np.bincount(index[valid], weights=power.ravel()[valid], minlength=bins)
-    count = np.bincount(index[valid], minlength=bins)
-    return 0.5 * (edges[1:] + edges[:-1]), total / np.maximum(count, 1)

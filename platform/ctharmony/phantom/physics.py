@@ -26,13 +26,15 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ctharmony.archive.protocols import MONO_KEV as REGISTRY_MONO_KEV
+from ctharmony.archive.protocols import PAPER_PROTOCOLS
 from ctharmony.phantom import materials, noise, spectra
 from ctharmony.phantom.anatomy import Anatomy
 from ctharmony.phantom.sites import Site
 from ctharmony.phantom.tissues import TISSUES
 
-PROTOCOLS = ("FBP", "IR", "M40", "M60", "M80", "OPT")
-MONO_KEV = {"M40": 40.0, "M60": 60.0, "M80": 80.0}
+PROTOCOLS = PAPER_PROTOCOLS  # the reconstructions simulated: the registry's six (ctharmony.archive.protocols)
+MONO_KEV = dict(REGISTRY_MONO_KEV)  # the energy of each mono-energetic protocol, as the registry defines it
 MIX_LOW_WEIGHT = 0.6  # Siemens "mixed 0.6" image for FBP and IR
 LOW_TO_HIGH_NOISE = 1.2  # HU noise of the 70 kVp image relative to the Sn150 image (dose-balanced)
 MONO_SPLIT_PERIODS = 0.12  # Mono+ split: Gaussian sigma in NPS-peak periods (M40 / M60 noise ~ 2)

@@ -11,10 +11,9 @@ WINDOW = (60.0, 450.0)  # level, width (HU): the same for all six panels
 
 
 def _read_slice(path: Path) -> np.ndarray:
-    import pydicom
+    from ctharmony.archive.reader import read_series
 
-    ds = pydicom.dcmread(path)
-    return ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    return read_series([path]).hu[0]  # the archive's reading: rescale, padding, errors naming the file
 
 
 def write_preview(out: Path, row: Any, path: Path) -> Path:

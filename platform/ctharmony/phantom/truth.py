@@ -11,10 +11,11 @@ the series' slice k, evaluated from the anatomy at that slice's plane) with the 
 - ``pixel_spacing``: float64 (2,), DICOM PixelSpacing (row spacing = between rows, column spacing);
 - ``slice_thickness``: float64 (), the nominal thickness along the slice normal.
 
-Example:
-    >>> truth = load_slice_mask(Path("ph/masks/1.2.3.slices.npz"))  # doctest: +SKIP
-    >>> truth.positions.shape  # doctest: +SKIP
-    (12, 3)
+Example::
+
+    truth = load_slice_mask(Path("ph/masks/1.2.3.slices.npz"))
+    truth.positions.shape
+    # -> (12, 3)
 """
 
 from __future__ import annotations

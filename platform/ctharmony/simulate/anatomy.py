@@ -11,7 +11,8 @@ air-fat mix below fat, fat-soft tissue mix up to soft tissue (+50 HU), soft tiss
 (iodine = the excess over soft tissue), soft tissue-cortical bone mix above :data:`BONE_HU`. The source
 kernel's blur is undone to first order (unsharp mask with its PSF, the "resolution boost") before
 resampling, so re-simulation does not blur twice. :class:`Augment` varies the iodine (level and
-liver-to-vessel phase), the body scale and the dose, so one real patient yields many.
+liver-to-vessel phase), the body scale, the dose and the shape (:func:`elastic`: a smooth random warp of
+the maps and the liver mask together), so one real patient yields many.
 
 Example:
     >>> hu = np.array([[-1000.0, -100.0, 40.0, 160.0, 900.0]])
@@ -84,26 +85,67 @@ def maps_from_hu(hu: np.ndarray, pixel_mm: float, liver: np.ndarray | None = Non
                         liver=None if liver is None else np.asarray(liver, np.uint8))
 
 
+def displacement_field(shape: tuple[int, int], amplitude_px: float, scale_px: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """A smooth random in-plane displacement (2, y, x) in pixels: smoothed white noise of RMS ``amplitude_px``."""
+    field = np.stack([ndimage.gaussian_filter(rng.standard_normal(shape), scale_px, mode="reflect")
+                      for _ in range(2)])
+    rms = float(np.sqrt((field**2).sum(axis=0).mean()))
+    return (field * (amplitude_px / rms if rms > 0 else 0.0)).astype(np.float32)
+
+
+def elastic(maps: MaterialMaps, amplitude_mm: float, scale_mm: float = 40.0, seed: int = 0) -> MaterialMaps:
+    """The maps and the liver mask warped by one smooth random displacement (the same for every slice).
+
+    Material maps are interpolated linearly (outside the field: air), the mask as a fraction then
+    thresholded at one half, so mask and anatomy move together. Seeded: same ``seed``, same warp.
+    """
+    if amplitude_mm <= 0:
+        return maps
+    water = maps.water if maps.water.ndim == 3 else maps.water[None]
+    shape = water.shape[-2:]
+    disp = displacement_field(shape, amplitude_mm / maps.pixel_mm, scale_mm / maps.pixel_mm,
+                              np.random.default_rng(seed))
+    yy, xx = np.mgrid[:shape[0], :shape[1]].astype(np.float32)
+    coords = np.stack([yy + disp[0], xx + disp[1]])
+
+    def warp(a: np.ndarray | None) -> np.ndarray | None:
+        if a is None:
+            return None
+        stack = a if a.ndim == 3 else a[None]
+        out = np.stack([ndimage.map_coordinates(s.astype(np.float32), coords, order=1, cval=0.0) for s in stack])
+        return out if a.ndim == 3 else out[0]
+
+    liver = None if maps.liver is None else (warp(maps.liver.astype(np.float32)) > 0.5).astype(np.uint8)
+    return MaterialMaps(water=warp(maps.water), bone=warp(maps.bone), iodine=warp(maps.iodine),
+                        pixel_mm=maps.pixel_mm, liver=liver)
+
+
 @dataclasses.dataclass(frozen=True)
 class Augment:
-    """Variations of one anatomy: iodine level, liver-to-vessel phase, body scale, dose (mAs factor)."""
+    """Variations of one anatomy: iodine level, liver-to-vessel phase, body scale, dose (mAs factor), elastic warp."""
 
     iodine_scale: float = 1.0
     liver_iodine_scale: float = 1.0  # < 1: earlier (arterial-like) liver enhancement relative to the vessels
     body_scale: float = 1.0
     dose_scale: float = 1.0
+    elastic_mm: float = 0.0  # RMS displacement of the smooth warp (0: none)
+    elastic_scale_mm: float = 40.0  # its correlation length
+    seed: int = 0  # of the warp
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Augment:
         return cls(iodine_scale=float(rng.uniform(0.8, 1.2)), liver_iodine_scale=float(rng.uniform(0.8, 1.1)),
-                   body_scale=float(rng.uniform(0.9, 1.1)), dose_scale=float(rng.choice([0.5, 1.0, 1.0, 1.5])))
+                   body_scale=float(rng.uniform(0.9, 1.1)), dose_scale=float(rng.choice([0.5, 1.0, 1.0, 1.5])),
+                   elastic_mm=float(rng.uniform(0.0, 5.0)), seed=int(rng.integers(2**31)))
 
 
 def real_maps(hu: np.ndarray, pixel_mm: float, size: int, fov_mm: float, liver: np.ndarray | None = None,
               augment: Augment = Augment()) -> MaterialMaps:
     """Maps of real CT slices (z, y, x HU at ``pixel_mm``) on a ``size`` x ``size`` grid of ``fov_mm``.
 
-    The source blur is undone (resolution boost), the body is centred and scaled by ``augment.body_scale``.
+    The source blur is undone (resolution boost), the body is centred and scaled by ``augment.body_scale``,
+    the iodine scaled, and the maps and mask warped by ``augment.elastic_mm``.
     """
     hu = np.asarray(hu, np.float32)
     sigma = SOURCE_PSF_MM / pixel_mm
@@ -129,5 +171,5 @@ def real_maps(hu: np.ndarray, pixel_mm: float, size: int, fov_mm: float, liver: 
     maps.iodine *= np.float32(augment.iodine_scale)
     if mask is not None:
         maps.iodine[mask] *= np.float32(augment.liver_iodine_scale)
-    return maps
+    return elastic(maps, augment.elastic_mm, augment.elastic_scale_mm, augment.seed)
 

@@ -11,8 +11,9 @@ Layout (as :mod:`ctharmony.phantom.archive`, plus the truth images)::
 Patient ``i`` is drawn with ``numpy.random.default_rng([seed, i])`` (the phantom's anatomy), scanned at
 site ``i % len(sites)``; ``params`` (JSON) names the simulator, the site and the measured liver HU.
 
-Example:
-    >>> table = simulate_archive(Path("/tmp/sim"), patients=2, slices=4, size=128)  # doctest: +SKIP
+Example (what ``ctharmony simulate`` runs; tests/simulate/test_simulate_archive.py runs a small one)::
+
+    table = simulate_archive(Path("/tmp/sim"), patients=2, slices=4, size=128)
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ctharmony.archive.protocols import PAPER_PROTOCOLS as PROTOCOLS
 from ctharmony.phantom.anatomy import sample_patient
-from ctharmony.phantom.archive import COLUMNS, PROTOCOLS, patient_grid
+from ctharmony.phantom.archive import COLUMNS, patient_grid
 from ctharmony.phantom.dicom_writer import deterministic_uid, protocol_tags, write_ct_series
 from ctharmony.simulate.anatomy import phantom_maps
 from ctharmony.simulate.scan import Scanner
@@ -41,18 +43,25 @@ TRUTH = ("T40", "T60", "T80")
 def series_tags(site: SimSite, name: str, thickness_mm: float) -> dict[str, Any]:
     """DICOM tags of series ``name`` (a protocol, ``FBP_soft``, ``FBP_sharp`` or ``IR_<level>``) at ``site``."""
     k = site.kernels
+    level = ""
     if name in PROTOCOLS and name != "IR":
-        return protocol_tags(name, k["standard"].name)
-    if name.startswith("IR"):
+        tags, kernel = protocol_tags(name, k["standard"].name), k["standard"].name
+    elif name.startswith("IR"):
         level = site.ir.archive_strength if name == "IR" else name[3:]
-        tags = protocol_tags("IR", k["standard"].name)
-        tags["ConvolutionKernel"] = [k["standard"].name, level]
-        tags["SeriesDescription"] = f"Abdomen PV {thickness_mm:g} {k['standard'].name} {site.ir.name} {level}"
+        kernel = k["standard"].name
+        tags = protocol_tags("IR", kernel)
+        tags["ConvolutionKernel"] = [kernel, level]
+        tags["SeriesDescription"] = f"Abdomen PV {thickness_mm:g} {kernel} {site.ir.name} {level}"
         tags["SeriesNumber"] = 3 if name == "IR" else 20 + list(site.ir.strengths).index(level)
-        return tags
-    role = name.split("_", 1)[1]
-    tags = protocol_tags("FBP", k[role].name)
-    tags["SeriesNumber"] = {"soft": 8, "sharp": 9}[role]
+    else:
+        role = name.split("_", 1)[1]
+        kernel = k[role].name
+        tags = protocol_tags("FBP", kernel)
+        tags["SeriesNumber"] = {"soft": 8, "sharp": 9}[role]
+    template = site.descriptions.get("IR" if name.startswith("IR") else name)
+    if template is not None:
+        tags["SeriesDescription"] = template.format(kernel=kernel, thickness=f"{thickness_mm:g}", ir=site.ir.name,
+                                                    level=level)
     return tags
 
 

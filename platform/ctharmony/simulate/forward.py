@@ -4,7 +4,10 @@ For a beam with photons ``N0(E)`` per ray (spectrum x mAs per view x detector-bi
 an energy-integrating detector measures ``S = sum_E N0(E) E exp(-sum_k L_k mu_k(E))`` (``L_k``: the
 basis line integrals in cm, ``mu_k``: :func:`~ctharmony.simulate.materials.basis_attenuation`). Quantum
 noise is compound Poisson: ``S`` is drawn as Poisson counts of ``S^2 / V`` effective quanta of ``V / S``
-keV each (``V = sum N0 E^2 exp(...)``), plus Gaussian electronic noise. Detector and focal-spot blur
+keV each (``V = sum N0 E^2 exp(...)``), plus Gaussian electronic noise. A simulated ray (a coarse
+bin over a coarse view) stands for ``readings_per_ray`` readings of the real detector, each with its
+own electronic noise, so that noise adds over them: at low dose the most attenuated rays (lateral,
+through the spine) become electronic-noise limited and streak, as on a scanner. Detector and focal-spot blur
 act on the expected signal along the channels. The log signal is linearised by the water
 beam-hardening correction (the water path giving that log signal), so water is flat and bone still
 hardens the beam (streaks), as on a scanner.
@@ -39,8 +42,9 @@ class Exposure:
     views: int
     bin_area_mm2: float
     efficiency: float = 0.9
-    electronic_noise: float = 2.0  # SD in photons of the beam's mean energy
+    electronic_noise: float = 2.0  # SD per detector reading, in photons of the beam's mean energy
     blur_channels: float = 0.0
+    readings_per_ray: float = 1.0  # real detector readings (elements x views) summed into one simulated ray
 
     def photons(self) -> tuple[np.ndarray, np.ndarray]:
         """(energies, photons per ray per energy bin reaching the detector without an object)."""
@@ -91,7 +95,8 @@ def measure(line_integrals: np.ndarray, exposure: Exposure, rng: np.random.Gener
         quantum = v / np.maximum(s, 1e-12)
         s = rng.poisson(s / quantum) * quantum
         mean_e = air / float(n0.sum())
-        s = s + rng.normal(0.0, exposure.electronic_noise * mean_e, s.shape)
+        sd = exposure.electronic_noise * np.sqrt(exposure.readings_per_ray) * mean_e  # independent per reading
+        s = s + rng.normal(0.0, sd, s.shape)
         s = np.maximum(s, 0.5 * mean_e)  # the scanner's floor for photon-starved rays
     log = -np.log(s / air)
     path, table = water_table(exposure.beam)

@@ -12,9 +12,10 @@ dual-energy pair (Poisson + electronic noise, water beam-hardening correction, d
 
 all (z, size, size) float32 HU. ``timings`` records the seconds of each stage.
 
-Example:
-    >>> sim = Scanner(load_site("siemens-force"), size=64)  # doctest: +SKIP
-    >>> images = sim.reconstruct(sim.project(maps), maps, np.random.default_rng(0))  # doctest: +SKIP
+Example (``maps`` from :mod:`ctharmony.simulate.anatomy`; see tests/simulate for runs)::
+
+    sim = Scanner(load_site("siemens-force"), size=64)
+    images = sim.reconstruct(sim.project(maps), maps, np.random.default_rng(0))
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ from collections import defaultdict
 
 import numpy as np
 
+from ctharmony.archive.protocols import MONO_KEV
 from ctharmony.simulate import dualenergy as de
 from ctharmony.simulate.forward import Exposure, measure
 from ctharmony.simulate.materials import MaterialMaps
 from ctharmony.simulate.projector import Geometry, Projector, make_projector
 from ctharmony.simulate.recon import fbp_relative, iterative, to_hu
 from ctharmony.simulate.sites import SimSite
-
-MONO_KEV = {"M40": 40.0, "M60": 60.0, "M80": 80.0}
 
 
 class Scanner:
@@ -51,7 +51,8 @@ class Scanner:
         return Exposure(beam=d.low if tube == "low" else d.high, mas=self.mas * share,
                         views=self.projector.geometry.views, bin_area_mm2=self.pixel_mm * thickness_mm,
                         efficiency=det.efficiency, electronic_noise=det.electronic_noise,
-                        blur_channels=det.blur_mm / self.pixel_mm)
+                        blur_channels=det.blur_mm / self.pixel_mm,
+                        readings_per_ray=det.readings(self.pixel_mm, thickness_mm, self.projector.geometry.views))
 
     def project(self, maps: MaterialMaps) -> np.ndarray:
         """(3, z, views, channels) basis line integrals in cm (water, bone fractions; iodine mg/mL x cm)."""

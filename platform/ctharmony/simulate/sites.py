@@ -6,12 +6,17 @@ scanner by copying one. Keys (all required unless a default is shown):
 - ``name``, ``institution``, ``manufacturer``, ``model``: written to the DICOM headers;
 - ``fov_mm`` (reconstruction diameter), ``slice_thickness_mm``, ``mas`` (effective mAs, both tubes),
   ``views_per_pixel`` (projections per rotation / matrix size, default 1.5);
-- ``detector``: ``efficiency`` (0.9), ``electronic_noise`` (photons, 2.0), ``blur_mm`` (detector + focal spot);
+- ``detector``: ``efficiency`` (0.9), ``electronic_noise`` (SD per reading in photons, 3.0), ``blur_mm``
+  (detector + focal spot), ``element_mm`` (detector element at the isocentre, 0.6) and ``views_per_rotation``
+  (1152): a simulated ray sums the real readings it covers, and their electronic noise;
 - ``dual_energy``: ``low`` and ``high`` beams (``kvp``, ``filters: {Al: mm, Sn: mm, Cu: mm}``),
   ``low_mas_fraction`` (share of the mAs on the low tube, 0.5), ``mix_low_weight`` (the mixed image, 0.6),
   ``mono_plus_kev`` (70), ``mono_plus_split_mm`` (Mono+ frequency split, 6);
 - ``kernels``: ``soft``, ``standard``, ``sharp``, each ``{name, cutoff_lp_mm, enhance (0)}``;
-- ``ir``: ``name``, ``iterations`` (2), ``strengths`` (vendor level -> TV weight in HU), ``archive_strength``.
+- ``ir``: ``name``, ``iterations`` (2), ``strengths`` (vendor level -> TV weight in HU), ``archive_strength``;
+- ``descriptions`` (optional): SeriesDescription per series (``FBP``, ``FBP_soft``, ``FBP_sharp``, ``IR``,
+  ``M40``, ``M60``, ``M80``, ``OPT``) as the vendor writes it, with ``{kernel}``, ``{thickness}``,
+  ``{ir}`` and ``{level}`` filled in; series not named keep the phantom archive's descriptions.
 
 A missing or mistyped key raises :class:`~ctharmony.config.ConfigError` naming the file and the key.
 
@@ -58,8 +63,14 @@ class IterativeRecon:
 @dataclasses.dataclass(frozen=True)
 class Detector:
     efficiency: float = 0.9
-    electronic_noise: float = 2.0
+    electronic_noise: float = 3.0
     blur_mm: float = 0.7
+    element_mm: float = 0.6
+    views_per_rotation: int = 1152
+
+    def readings(self, bin_mm: float, thickness_mm: float, views: int) -> float:
+        """Real readings summed into one simulated ray of ``bin_mm`` x ``thickness_mm`` at ``views`` per rotation."""
+        return (self.views_per_rotation / views) * bin_mm * thickness_mm / self.element_mm**2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +89,7 @@ class SimSite:
     ir: IterativeRecon
     detector: Detector = Detector()
     views_per_pixel: float = 1.5
+    descriptions: dict[str, str] = dataclasses.field(default_factory=dict)
     source: str = ""
 
     def views(self, size: int) -> int:
@@ -163,10 +175,28 @@ def _parse(raw: dict[str, Any], source: str) -> SimSite:
     det = _take(raw, "detector", source, dict, {})
     w = f"{source}: detector"
     detector = Detector(efficiency=_take(det, "efficiency", w, float, 0.9),
-                        electronic_noise=_take(det, "electronic_noise", w, float, 2.0),
-                        blur_mm=_take(det, "blur_mm", w, float, 0.7))
+                        electronic_noise=_take(det, "electronic_noise", w, float, 3.0),
+                        blur_mm=_take(det, "blur_mm", w, float, 0.7),
+                        element_mm=_take(det, "element_mm", w, float, 0.6),
+                        views_per_rotation=_take(det, "views_per_rotation", w, int, 1152))
     return SimSite(name=_take(raw, "name", source, str), institution=_take(raw, "institution", source, str),
                    manufacturer=_take(raw, "manufacturer", source, str), model=_take(raw, "model", source, str),
                    fov_mm=_take(raw, "fov_mm", source), slice_thickness_mm=_take(raw, "slice_thickness_mm", source),
                    mas=_take(raw, "mas", source), dual_energy=dual, kernels=kernels, ir=ir, detector=detector,
-                   views_per_pixel=_take(raw, "views_per_pixel", source, float, 1.5), source=source)
+                   views_per_pixel=_take(raw, "views_per_pixel", source, float, 1.5),
+                   descriptions=_descriptions(raw.get("descriptions", {}), source), source=source)
+
+
+DESCRIBED = ("FBP", "FBP_soft", "FBP_sharp", "IR", "M40", "M60", "M80", "OPT")
+
+
+def _descriptions(raw: Any, source: str) -> dict[str, str]:
+    if not isinstance(raw, dict) or not set(raw) <= set(DESCRIBED):
+        raise ConfigError(f"{source}: descriptions must map series of {', '.join(DESCRIBED)} to text, got {raw!r}")
+    out = {str(k): str(v) for k, v in raw.items()}
+    for name, text in out.items():
+        try:
+            text.format(kernel="", thickness="", ir="", level="")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ConfigError(f"{source}: descriptions.{name}: {err!r} (fields: kernel, thickness, ir, level)") from err
+    return out

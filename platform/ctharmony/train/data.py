@@ -1,17 +1,19 @@
 """Training data from the catalog: studies, a patient-level split, volumes and paired random patches.
 
-A *study record* is one study's ok series by protocol::
+A *study record* is one study's ok series by protocol, as plain lists so Ray Data rows keep one
+Arrow schema (``protocols`` list<string>, ``files`` list<list<string>>, in the same order)::
 
-    {"study_uid": ..., "patient_key": ..., "files_json": '{"M80": [...], "M40": [...], ...}'}
+    {"study_uid": ..., "patient_key": ..., "protocols": ["M40", "M80"], "files": [[...], [...]]}
 
-(files as JSON text so Ray Data rows keep one flat schema). Records feed the Train workers through
-Ray Data shards; each worker reads its studies' volumes once (:func:`load_study`) and draws paired
-patches at the same location in every protocol (:class:`PairedPatchSampler`): input any protocol,
-target the reference (M80).
+Records feed the Train workers through Ray Data shards; each worker reads its studies' volumes once
+(:func:`load_study`) and draws paired patches at the same location in every protocol
+(:class:`PairedPatchSampler`): input any protocol, target the reference (M80).
 
-Example:
-    >>> records = study_records(catalog_df, protocols=("M40", "M80"))  # doctest: +SKIP
-    >>> train, val = split_by_patient(records, val_fraction=0.25, seed=0)  # doctest: +SKIP
+Example::
+
+    from ctharmony.archive import read_catalog
+    records = study_records(read_catalog("catalog.parquet").series(), ("M40", "M80"))
+    train, val = split_by_patient(records, val_fraction=0.25, seed=0)
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from ctharmony.archive.catalog_table import SeriesRow
+from ctharmony.archive.protocols import REFERENCE_PROTOCOL
 
 log = logging.getLogger(__name__)
 
@@ -32,40 +36,42 @@ class TrainingDataError(ValueError):
     """The catalog cannot give what training needs; the message says what is missing."""
 
 
-def read_catalog(path: str | Path) -> Any:
-    """The catalog Parquet as a DataFrame (clear error naming the file)."""
-    import pandas as pd
-
-    try:
-        return pd.read_parquet(path)
-    except (OSError, ValueError) as err:
-        raise TrainingDataError(f"cannot read catalog {path}: {err}") from err
-
-
-def study_records(catalog: Any, protocols: Sequence[str], target: str = "M80") -> list[dict[str, Any]]:
+def study_records(rows: Sequence[SeriesRow], protocols: Sequence[str],
+                  target: str = REFERENCE_PROTOCOL) -> list[dict[str, Any]]:
     """One record per study holding the target and at least one other wanted protocol (ok series only).
 
-    When a study has several series of one protocol, the one with the most slices is used.
+    ``rows`` are catalog rows (``read_catalog(path).series()``). When a study has several series of
+    one protocol, the one with the most slices is used. Records come in study UID order.
     """
-    needed = {"study_uid", "patient_key", "protocol", "files", "status"}
-    missing = needed - set(catalog.columns)
-    if missing:
-        raise TrainingDataError(f"catalog lacks column(s) {', '.join(sorted(missing))}")
-    ok = catalog[(catalog["status"] == "ok") & catalog["protocol"].isin(list(protocols) + [target])]
+    wanted = {*protocols, target}
+    studies: dict[str, list[SeriesRow]] = {}
+    for row in rows:
+        if row.status == "ok" and row.protocol in wanted:
+            studies.setdefault(row.study_uid, []).append(row)
     records = []
-    for study_uid, group in ok.groupby("study_uid", sort=True):
+    for study_uid in sorted(studies):
+        group = studies[study_uid]
         files: dict[str, list[str]] = {}
-        for _, row in group.sort_values("slices" if "slices" in group else "protocol").iterrows():
-            files[str(row["protocol"])] = [str(f) for f in row["files"]]  # the last (most slices) wins
+        for row in sorted(group, key=lambda r: r.slices):  # stable: the last (most slices) wins
+            files[row.protocol] = list(row.files)
         if target not in files or len(files) < 2:
             continue
-        records.append(
-            {"study_uid": str(study_uid), "patient_key": str(group["patient_key"].iloc[0]),
-             "files_json": json.dumps(files, sort_keys=True)}
-        )
+        names = sorted(files)
+        records.append({"study_uid": study_uid, "patient_key": group[0].patient_key,
+                        "protocols": names, "files": [files[p] for p in names]})
     if not records:
         raise TrainingDataError(f"no study in the catalog has an ok {target} series plus another protocol")
     return records
+
+
+def study_files(record: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``{protocol: files}`` of a study record (also as Ray Data hands it back: arrays for lists)."""
+    return {str(p): [str(f) for f in files] for p, files in zip(record["protocols"], record["files"], strict=True)}
+
+
+def study_key(record: Mapping[str, Any]) -> str:
+    """A canonical text of a study's series (its protocols and files), e.g. for validation fingerprints."""
+    return json.dumps(study_files(record), sort_keys=True)
 
 
 def split_by_patient(
@@ -100,10 +106,10 @@ def read_hu(files: Sequence[str]) -> np.ndarray:
     return to_canonical(read_series(files)).hu.astype(np.float32, copy=False)
 
 
-def load_study(record: dict[str, Any], target: str = "M80") -> dict[str, np.ndarray]:
+def load_study(record: Mapping[str, Any], target: str = REFERENCE_PROTOCOL) -> dict[str, np.ndarray]:
     """Read a study's series as HU volumes (z, y, x); protocols whose grid differs from the target's are
     skipped with a warning."""
-    files = json.loads(record["files_json"])
+    files = study_files(record)
     volumes = {target: read_hu(files[target])}
     for protocol, paths in sorted(files.items()):
         if protocol == target:

@@ -5,10 +5,11 @@ while ``net_d`` is frozen (its parameters get no gradient), then updates ``net_d
 detached fake images. Under DDP, pass the DDP-wrapped nets: the G step calls ``net_d``'s inner module
 (no gradient sync for a frozen net), the D step the wrapper.
 
-Example:
-    >>> metrics = stage1_step(net_g, opt_g, x, y)  # doctest: +SKIP
-    >>> sorted(metrics)  # doctest: +SKIP
-    ['loss_g_l1']
+Example::
+
+    metrics = stage1_step(net_g, opt_g, x, y)
+    sorted(metrics)
+    # -> ['loss_g_l1']
 """
 
 from __future__ import annotations

@@ -12,9 +12,12 @@ decides, from the GPUs the cluster has *or can get* (:mod:`ctharmony.gpu_capacit
 Example:
     >>> plan_workers(2, GpuCapacity(0, 8, "cluster.yaml")).resources_per_worker
     {'CPU': 1.0, 'GPU': 1.0}
-    >>> trainer = build_trainer("cpu-small", Path("catalog.parquet"), workers=2, use_gpu=False,
-    ...                         storage_path="/tmp/ray_results", name="h1")  # doctest: +SKIP
-    >>> result = trainer.fit()  # doctest: +SKIP
+
+    On a Ray cluster, with a catalog (not run as a doctest)::
+
+        trainer = build_trainer("cpu-small", Path("catalog.parquet"), workers=2, use_gpu=False,
+                                storage_path="/tmp/ray_results", name="h1")
+        result = trainer.fit()
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ def segmenter_payload(uri: str | None) -> dict[str, Any] | None:
     workers on any node get it without reaching the MLflow store)."""
     if not uri:
         return None
-    from ctharmony.models.io import load_model
+    from ctharmony.tracking.models import load_model
 
     model = load_model(uri)
     if model.kind != "segmenter":
@@ -117,7 +120,8 @@ def build_trainer(
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from ctharmony.train.data import pad_to_workers, read_catalog, split_by_patient, study_records
+    from ctharmony.archive import read_catalog
+    from ctharmony.train.data import pad_to_workers, split_by_patient, study_records
     from ctharmony.train.loop import train_loop_per_worker
 
     spec = load_spec(spec)
@@ -126,7 +130,7 @@ def build_trainer(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     t = spec.train
-    records = study_records(read_catalog(catalog), t.protocols, t.target_protocol)
+    records = study_records(read_catalog(catalog).series(), t.protocols, t.target_protocol)
     train_records, val_records = split_by_patient(records, t.val_fraction, t.seed)
     log.info("training on %d studies, validating on %d (by patient)", len(train_records), len(val_records))
     datasets = {
@@ -215,8 +219,8 @@ def train(
 
     from ctharmony import tracking
     from ctharmony.models.hu_model import HUModel
-    from ctharmony.models.io import REGISTERED, log_model
     from ctharmony.models.registry import build_network
+    from ctharmony.tracking.models import REGISTERED, log_model
 
     spec = load_spec(spec, overrides)
     storage = Path(storage_path or default_storage())

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ctharmony.config import ModelSpec, from_dict
-from ctharmony.models.hu_model import HUModel
+from ctharmony.models.hu_model import HUModel, normalize
+from ctharmony.models.interface import HUModule
 from ctharmony.models.registry import build_discriminator, build_network
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,13 @@ def segmenter_from_payload(payload: dict[str, Any] | None) -> HUModel | None:
     return model
 
 
-def build_perceptual(spec: ModelSpec, segmenter: HUModel | None) -> torch.nn.Module | None:
-    """The stage-2 perceptual loss named by ``loss.perceptual_net`` (None when λ2 = 0)."""
+def build_perceptual(spec: ModelSpec, segmenter: HUModule | None) -> torch.nn.Module | None:
+    """The stage-2 perceptual loss named by ``loss.perceptual_net`` (None when λ2 = 0).
+
+    ``segmenter``: any model of :mod:`ctharmony.models.interface` that exposes ``features(x)`` (on its own
+    normalised input; the generator's images are re-windowed to its HU window first), else VGG19 conv5_4
+    from the local weights file ``loss.vgg19_weights``.
+    """
     from ctharmony.models.perceptual import SegmenterEncoder, load_vgg19_conv54
     from ctharmony.train.losses import PerceptualLoss, Rewindow
 
@@ -56,9 +62,8 @@ def build_perceptual(spec: ModelSpec, segmenter: HUModel | None) -> torch.nn.Mod
         if segmenter is None:
             raise ValueError("loss.perceptual_net=segmenter needs a reference segmenter: set train.segmenter "
                              "(--segmenter MODEL) or use loss.perceptual_net=vgg19 with loss.vgg19_weights")
-        window = (spec.intensity.hu_min, spec.intensity.hu_max)
-        seg = (segmenter.spec.intensity.hu_min, segmenter.spec.intensity.hu_max)
-        return PerceptualLoss(SegmenterEncoder(segmenter.net), Rewindow(window, seg))
+        # any segmenter of the model interface exposing features(x) (ctharmony's U-Net: its deepest encoder map)
+        return PerceptualLoss(SegmenterEncoder(segmenter), Rewindow(spec.intensity, segmenter.intensity))
     raise ValueError(f"loss.perceptual_net must be 'segmenter' or 'vgg19', got {spec.loss.perceptual_net!r}")
 
 
@@ -152,8 +157,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             x_hu, y_hu, _names = sampler.sample(t.batch_size)
             x = torch.from_numpy(x_hu).to(device)
             y = torch.from_numpy(y_hu).to(device)
-            x = ((x - spec.intensity.hu_min) / window).clamp(0, 1)
-            y = ((y - spec.intensity.hu_min) / window).clamp(0, 1)
+            x, y = normalize(x, spec.intensity), normalize(y, spec.intensity)  # the models' one normalisation
             if stage == 1:
                 step = stage1_step(net_g, opt_g, x, y)
             else:

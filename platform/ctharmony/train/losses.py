@@ -12,6 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctharmony.models.hu_model import rewindow
+from ctharmony.models.spec import IntensitySpec
+
 
 def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference over the image."""
@@ -45,12 +48,21 @@ class PerceptualLoss(nn.Module):
 
 
 class Rewindow(nn.Module):
-    """Map images normalised with one HU window onto another window's [0, 1] (differentiable)."""
+    """Map images normalised with one HU window onto another window's [0, 1] (differentiable).
 
-    def __init__(self, source: tuple[float, float], dest: tuple[float, float]) -> None:
+    The arithmetic is :func:`ctharmony.models.hu_model.rewindow`, the models' own normalisation.
+
+    Args:
+        source, dest: the two windows, as ``IntensitySpec`` s or ``(hu_min, hu_max)`` pairs.
+    """
+
+    def __init__(self, source: IntensitySpec | tuple[float, float], dest: IntensitySpec | tuple[float, float]) -> None:
         super().__init__()
-        self.source, self.dest = source, dest
+        self.source, self.dest = _window(source), _window(dest)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hu = x * (self.source[1] - self.source[0]) + self.source[0]
-        return ((hu - self.dest[0]) / (self.dest[1] - self.dest[0])).clamp(0.0, 1.0)
+        return rewindow(x, self.source, self.dest)
+
+
+def _window(window: IntensitySpec | tuple[float, float]) -> IntensitySpec:
+    return window if isinstance(window, IntensitySpec) else IntensitySpec(float(window[0]), float(window[1]))

@@ -6,9 +6,10 @@ Masks are the phantom's ``<masks>/<StudyInstanceUID>.nii.gz``, sampled (nearest 
 series' own slice planes in physical space (``evaluate.metrics.truth_on_grid``). Random patches
 (``train.patch_size``; 0: whole slices), Dice + BCE, Adam; validation Dice on held-out patients.
 
-Example:
-    >>> outcome = train_segmenter(Path("cat.parquet"), Path("ph/masks"), "liver-unet")  # doctest: +SKIP
-    >>> outcome.metrics["val/dice"]  # doctest: +SKIP
+Example::
+
+    outcome = train_segmenter(Path("cat.parquet"), Path("ph/masks"), "liver-unet")
+    outcome.metrics["val/dice"]
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ctharmony.archive.catalog_table import SeriesRow
 from ctharmony.config import ModelSpec
 from ctharmony.models.hu_model import HUModel, normalize, pad_to_multiple
 from ctharmony.models.registry import build_network, load_spec
-from ctharmony.train.data import TrainingDataError, read_catalog, split_by_patient
+from ctharmony.train.data import TrainingDataError, split_by_patient
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "ctharmony-segmenter"
@@ -47,15 +49,15 @@ def read_mask_on_grid(mask_path: Path, files: Sequence[str]) -> tuple[np.ndarray
     return volume.hu.astype(np.float32, copy=False), (mask > 0).astype(np.float32)
 
 
-def m80_records(catalog: Any, masks: Path, target: str = "M80") -> list[dict[str, Any]]:
-    """ok reference series whose study has a mask file."""
-    rows = catalog[(catalog["status"] == "ok") & (catalog["protocol"] == target)]
+def m80_records(rows: Sequence[SeriesRow], masks: Path, target: str = "M80") -> list[dict[str, Any]]:
+    """ok reference series (of catalog ``rows``, ``read_catalog(path).series()``) whose study has a mask file."""
     records = []
-    for _, row in rows.iterrows():
-        mask = Path(masks) / f"{row['study_uid']}.nii.gz"
+    for row in rows:
+        if row.status != "ok" or row.protocol != target:
+            continue
+        mask = Path(masks) / f"{row.study_uid}.nii.gz"
         if mask.is_file():
-            key = str(row["patient_key"])
-            records.append({"patient_key": key, "files": list(row["files"]), "mask": mask})
+            records.append({"patient_key": row.patient_key, "files": list(row.files), "mask": mask})
     if not records:
         raise TrainingDataError(f"no ok {target} series in the catalog has a mask in {masks}")
     return records
@@ -163,12 +165,13 @@ def train_segmenter(
     import mlflow
 
     from ctharmony import tracking
-    from ctharmony.models.io import REGISTERED, log_model
+    from ctharmony.archive import read_catalog
+    from ctharmony.tracking.models import REGISTERED, log_model
 
     spec = load_spec(spec, overrides)
     if spec.kind != "segmenter":
         raise ValueError(f"spec {spec.name!r} is a {spec.kind}, not a segmenter")
-    records = m80_records(read_catalog(catalog), masks, spec.train.target_protocol)
+    records = m80_records(read_catalog(catalog).series(), masks, spec.train.target_protocol)
     train_recs, val_recs = split_by_patient(records, spec.train.val_fraction, spec.train.seed)
     train = [read_mask_on_grid(r["mask"], r["files"]) for r in train_recs]
     val = [read_mask_on_grid(r["mask"], r["files"]) for r in val_recs]

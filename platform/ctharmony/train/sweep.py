@@ -8,10 +8,11 @@ early on the per-epoch objective. A sweep is resumable: its Tune experiment live
 ended, the results table is printed and logged on the parent run, and ``register`` (if given) logs the
 best trial's model, which :func:`~ctharmony.train.sweep_select.promote_if_better` then judges.
 
-Example:
-    >>> report = run_sweep(trainable, SweepSpace.load(), name="demo", trials=4)  # doctest: +SKIP
-    >>> report.best.params  # doctest: +SKIP
-    {'loss.l1': 10.0, 'loss.perceptual': 1.0, 'loss.gan': 1.0}
+Example::
+
+    report = run_sweep(trainable, SweepSpace.load(), name="demo", trials=4)
+    report.best.params
+    # -> {'loss.l1': 10.0, 'loss.perceptual': 1.0, 'loss.gan': 1.0}
 """
 
 from __future__ import annotations

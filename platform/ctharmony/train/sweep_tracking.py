@@ -6,9 +6,10 @@ reported epoch's metrics with the epoch as step, and closes the run with the tri
 trial -> run map is part of Tune's experiment state, so a resumed sweep keeps writing into the same
 child runs instead of opening duplicates.
 
-Example:
-    >>> callback = MLflowTrialRuns(parent_run_id=run.info.run_id, param_keys=["loss.l1"])  # doctest: +SKIP
-    >>> tune.RunConfig(callbacks=[callback])  # doctest: +SKIP
+Example::
+
+    callback = MLflowTrialRuns(parent_run_id=run.info.run_id, param_keys=["loss.l1"])
+    tune.RunConfig(callbacks=[callback])
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ objective mid-sweep), launches ``build_trainer(...)`` inside a Tune function tra
 registered as ``ctharmony-harmonizer``; the ``champion`` alias moves only if it beats the champion on
 the same validation set (a champion scored elsewhere is re-scored here first).
 
-Example:
-    >>> report = sweep_lambdas("models/cpu-small.yaml", Path("catalog.parquet"), trials=8,
-    ...                        workers_per_trial=2, segmenter="models:/ctharmony-liver-unet/1")  # doctest: +SKIP
+Example::
+
+    report = sweep_lambdas("models/cpu-small.yaml", Path("catalog.parquet"), trials=8,
+                           workers_per_trial=2, segmenter="models:/ctharmony-liver-unet/1")
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def pin_segmenter(uri: str, folder: Path, *, reuse: bool = False) -> tuple[str, 
 
     With ``reuse`` (a resumed sweep) an existing copy is kept, so every trial sees the same segmenter.
     """
-    from ctharmony.models.io import load_model, save_model
+    from ctharmony.models.io import save_model
+    from ctharmony.tracking.models import load_model
 
     if reuse and (folder / "identity.json").is_file():
         return str(folder), json.loads((folder / "identity.json").read_text(encoding="utf-8"))["identity"]
@@ -81,10 +83,11 @@ def pin_segmenter(uri: str, folder: Path, *, reuse: bool = False) -> tuple[str, 
 
 def validation_records(spec: ModelSpec, catalog: Path) -> list[dict[str, Any]]:
     """The held-out studies that training validates on (the training recipe's own split)."""
-    from ctharmony.train.data import read_catalog, split_by_patient, study_records
+    from ctharmony.archive import read_catalog
+    from ctharmony.train.data import split_by_patient, study_records
 
     t = spec.train
-    records = study_records(read_catalog(catalog), t.protocols, t.target_protocol)
+    records = study_records(read_catalog(catalog).series(), t.protocols, t.target_protocol)
     return split_by_patient(records, t.val_fraction, t.seed)[1]
 
 
@@ -92,7 +95,7 @@ def score_on_validation(spec: ModelSpec, records: Sequence[dict[str, Any]]) -> C
     """A scorer of any harmonizer URI on these validation studies with ``spec``'s segmenter."""
 
     def score(uri: str) -> Score | None:
-        from ctharmony.models.io import load_model
+        from ctharmony.tracking.models import load_model
         from ctharmony.train.data import load_study
         from ctharmony.train.validate import metrics_from_sums, validation_sums
 
@@ -114,8 +117,8 @@ def register_best(spec: ModelSpec, space: SweepSpace) -> Callable[[TrialOutcome,
         import torch
 
         from ctharmony.models.hu_model import HUModel
-        from ctharmony.models.io import REGISTERED, log_model
         from ctharmony.models.registry import build_network, load_spec
+        from ctharmony.tracking.models import REGISTERED, log_model
         from ctharmony.train.loop import STATE_FILE as CHECKPOINT_STATE
         from ctharmony.train.sweep_tracking import child_runs
 
@@ -185,9 +188,11 @@ def sweep_lambdas(
     local_segmenter, identity = pin_segmenter(segmenter, root / f"{name}-segmenter", reuse=resume)
     base = load_spec(base, [f"train.segmenter={local_segmenter}"])
     t = base.train
+    from ctharmony.train.data import study_key
+
     records = validation_records(base, catalog)
     fingerprint = validation_fingerprint(
-        [r["files_json"] for r in records], segmenter=identity, protocols=list(t.protocols),
+        [study_key(r) for r in records], segmenter=identity, protocols=list(t.protocols),
         target=t.target_protocol, val_slices=t.val_slices,
     )  # fmt: skip
     state_file = root / name / STATE_FILE

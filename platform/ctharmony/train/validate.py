@@ -6,9 +6,10 @@ PSNR over the model's HU window, and the Dice of the reference segmenter's mask 
 image against its mask on the real M80 (the paper's ground truth). Ranks take interleaved slices and
 the sums are all-reduced, so every rank reports the same figures.
 
-Example:
-    >>> sums = validation_sums(harmonizer, segmenter, studies, ("M40", "M80"), "M80", 4)  # doctest: +SKIP
-    >>> metrics_from_sums(sums, ("M40", "M80"), window=3072.0)["val/mae_hu/M40"]  # doctest: +SKIP
+Example::
+
+    sums = validation_sums(harmonizer, segmenter, studies, ("M40", "M80"), "M80", 4)
+    metrics_from_sums(sums, ("M40", "M80"), window=3072.0)["val/mae_hu/M40"]
 """
 
 from __future__ import annotations

@@ -6,12 +6,15 @@ import pytest
 import torch
 
 from ctharmony.archive import Volume
-from ctharmony.evaluate.baselines import (
+from ctharmony.baselines import (
     HISTOGRAM_NAME,
     LINEAR_NAME,
     HistogramMatchingBaseline,
     LinearRecalibrationBaseline,
     fit_baselines_from_catalog,
+    fit_linear_coefficients,
+    fit_reference_quantiles,
+    is_baseline_file,
     load_baseline,
 )
 
@@ -83,6 +86,29 @@ def test_histogram_matching_moves_the_liver_to_the_reference(tmp_path):
         load_baseline(tmp_path / "model.pt")
 
 
+def test_fit_and_apply_are_apart(tmp_path):
+    """The fit functions return plain statistics; the apply transforms built from them equal the fitted ones."""
+    rng = np.random.default_rng(4)
+    m80 = phantom_m80(rng)
+    m40 = (1.8 * m80 + 25.0).astype(np.float32)
+    quantiles = fit_reference_quantiles([m80], quantiles=257)
+    assert quantiles.shape == (257,) and quantiles[0] == m80.min() and quantiles[-1] == m80.max()
+    assert np.array_equal(HistogramMatchingBaseline(quantiles)(m40), HistogramMatchingBaseline().fit([m80],
+                                                                                      quantiles=257)(m40))
+    coefficients = fit_linear_coefficients({"M40": [(m40, m80)]}, fit_range=None)
+    assert coefficients["M40"] == pytest.approx((1 / 1.8, -25.0 / 1.8), rel=1e-5)
+    applied = LinearRecalibrationBaseline(coefficients)(m40, protocol="M40")
+    assert np.abs(applied - m80).max() < 1e-2
+    # the loader registry tells a baseline from other .npz / .json files by their content
+    linear_path = LinearRecalibrationBaseline(coefficients).save(tmp_path / "linear.json")
+    histogram_path = HistogramMatchingBaseline(quantiles).save(tmp_path / "histogram.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    (tmp_path / "other.json").write_text('{"kind": "something-else"}', encoding="utf-8")
+    assert is_baseline_file(linear_path) and is_baseline_file(histogram_path)
+    assert not is_baseline_file(tmp_path / "other.npz") and not is_baseline_file(tmp_path / "other.json")
+    assert not is_baseline_file(tmp_path / "missing.json")
+
+
 def test_fit_from_catalog_pairs_series_of_one_study(tmp_path):
     rng = np.random.default_rng(2)
     rows = []
@@ -91,8 +117,10 @@ def test_fit_from_catalog_pairs_series_of_one_study(tmp_path):
         for protocol, hu in (("M80", m80), ("M40", 2.0 * m80 + 10.0)):
             path = tmp_path / f"{study}-{protocol}.npy"
             np.save(path, hu)
-            rows.append({"study_uid": study, "protocol": protocol, "status": "ok", "files": [str(path)]})
-    rows.append({"study_uid": "s3", "protocol": "M40", "status": "ok", "files": [str(path)]})  # no reference
+            rows.append({"series_key": f"{study}-{protocol}", "study_uid": study, "patient_key": study,
+                         "protocol": protocol, "status": "ok", "files": [str(path)]})
+    rows.append({"series_key": "s3-M40", "study_uid": "s3", "patient_key": "s3", "protocol": "M40", "status": "ok",
+                 "files": [str(path)]})  # no reference
     catalog = tmp_path / "catalog.parquet"
     pd.DataFrame(rows).to_parquet(catalog)
     histogram, linear = fit_baselines_from_catalog(catalog, reader=lambda files: Volume(np.load(files[0])))

@@ -5,9 +5,10 @@ an artifact folder under :func:`ctharmony.config.data_home`. Runs carry the reso
 flattened params and as a ``config.yaml`` artifact, so every figure in the UI can be traced back to
 the exact settings that produced it. Nothing logged here may carry patient names or IDs.
 
-Example:
-    >>> with start_run("ctharmony-demo", run_name="smoke", config={"lr": 1e-4}) as run:  # doctest: +SKIP
-    ...     mlflow.log_metric("loss", 0.1)
+Example::
+
+    with start_run("ctharmony-demo", run_name="smoke", config={"lr": 1e-4}) as run:
+        mlflow.log_metric("loss", 0.1)
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The MLflow ``pyfunc`` face of a logged :class:`HUModel` (numpy HU slices in, HU/probability out).
 
-Example:
-    >>> import mlflow, numpy as np  # doctest: +SKIP
-    >>> mlflow.pyfunc.load_model("models:/ctharmony-harmonizer/1").predict(np.zeros((1, 1, 64, 64), "f4"))
+Example::
+
+    import mlflow, numpy as np
+    mlflow.pyfunc.load_model("models:/ctharmony-harmonizer/1").predict(np.zeros((1, 1, 64, 64), "f4"))
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class HUModelPyfunc(mlflow.pyfunc.PythonModel):
     """Rebuilds the model from its ``hu_model`` artifact (spec + state dict) and runs it on CPU."""
 
     def load_context(self, context: Any) -> None:
-        from ctharmony.models.io import ARTIFACT_KEY, load_saved
+        from ctharmony.models.io import ARTIFACT_KEY, load_saved  # the folder format: models owns it
 
         self.model = load_saved(context.artifacts[ARTIFACT_KEY])
 

@@ -1,0 +1,66 @@
+"""The package's layering, checked on the source (an AST walk over every module's imports).
+
+- ``models`` is a leaf: networks and their specs import nothing else of ctharmony;
+- ``archive`` and ``phantom`` (data in and out) import no model, training, inference or evaluation code;
+- ``infer`` imports nothing from ``evaluate``; ``evaluate`` nothing from ``train`` or ``infer``;
+- no package imports the CLI (it is the top of the stack).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "ctharmony"
+
+# package -> ctharmony packages/modules it must never import
+FORBIDDEN = {
+    "models": {"archive", "phantom", "simulate", "train", "infer", "evaluate", "baselines", "tracking", "config",
+               "cluster", "demo", "cli"},
+    "archive": {"models", "train", "infer", "evaluate", "baselines", "demo", "cli"},
+    "phantom": {"models", "train", "infer", "evaluate", "baselines", "demo", "cli"},
+    "infer": {"evaluate", "train", "demo", "cli"},
+    "evaluate": {"train", "infer", "demo", "cli"},
+    "train": {"infer", "demo", "cli"},
+}
+
+
+def ctharmony_imports(path: Path) -> set[str]:
+    """The top-level ctharmony modules a file imports (``ctharmony.x.y`` -> ``x``), at any depth of the file."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "ctharmony" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def test_the_walk_sees_lazy_imports_inside_functions(tmp_path):
+    module = tmp_path / "m.py"
+    source = "def f():\n    from ctharmony.evaluate import metrics\n    import ctharmony.cli\n"
+    module.write_text(source, encoding="utf-8")
+    assert ctharmony_imports(module) == {"evaluate", "cli"}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_respects_its_layer(package):
+    violations = []
+    for path in sorted((PACKAGE / package).rglob("*.py")):
+        bad = ctharmony_imports(path) & FORBIDDEN[package]
+        if bad:
+            violations.append(f"{path.relative_to(PACKAGE)} imports {sorted(bad)}")
+    assert not violations, "\n".join(violations)
+
+
+def test_nothing_imports_the_cli():
+    offenders = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                 if p.name not in ("cli.py", "__main__.py") and "cli" in ctharmony_imports(p)]
+    assert not offenders
