@@ -55,7 +55,9 @@ def test_bad_space_is_refused_with_the_key_and_file(tmp_path, data, message):
 
 
 def test_cli_sweep_needs_a_segmenter_for_its_objective(tmp_path):
-    (tmp_path / "c.parquet").write_bytes(b"PAR1")  # checked before the segmenter
+    from ctharmony.archive.catalog import catalog_frame, write_catalog
+
+    write_catalog(catalog_frame([]), tmp_path / "c.parquet")  # a valid (empty) catalog: checked before the segmenter
     result = CliRunner().invoke(app, ["sweep", "--catalog", str(tmp_path / "c.parquet"), "--trials", "2"])
     assert result.exit_code != 0
     assert "--segmenter" in result.output
