@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch, installed before the package so its range is already satisfied.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: setup test lint demo reproduce bench clean
+.PHONY: setup test lint demo reproduce benchmark bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,13 @@ demo: setup
 # The paper-sized test cohort: 43 test exams (and 16 training patients), same pipeline as the demo.
 reproduce: setup
 	$(VENV)/bin/ctharmony demo --out reproduce-out --train-patients 16 --test-patients 43
+
+# Where the GAN beats a linear map (issue #12): simulated sites, real anatomy when REAL_CT has it, an unseen site.
+REAL_CT ?= ../shared/data/real
+REAL_ARGS = $(if $(wildcard $(REAL_CT)/siemens-abdomen-ct),--real-series $(REAL_CT)/siemens-abdomen-ct \
+	--real-mask $(REAL_CT)/siemens-abdomen-ct-liver.nii.gz)
+benchmark: setup
+	$(VENV)/bin/ctharmony benchmark --out benchmark-out $(REAL_ARGS)
 
 bench: setup
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -6,7 +6,8 @@
 
 Every ``ctharmony convert`` option works here: ``--plan`` prints the resource plan (actor pools, GPUs and
 CPUs per actor, batch size) as JSON without converting; ``--gpu/--no-gpu``, ``--gpus N``,
-``--gpus-per-actor``/``--actors-per-gpu``, ``--cpus-per-actor``, ``--threads``, ``--precision``, ``--compile``.
+``--gpus-per-actor``/``--actors-per-gpu``, ``--cpus-per-actor``, ``--threads``, ``--precision``, ``--compile``;
+``--harmonize-reference`` harmonizes reference-protocol (M80) series too (by default they pass through unchanged).
 """
 
 from __future__ import annotations

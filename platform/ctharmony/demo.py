@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ctharmony.stages import timed_stage
+
 log = logging.getLogger("ctharmony.demo")
 
 
@@ -58,25 +60,7 @@ class DemoOutcome:
 
 
 def _stage(name: str, seconds: dict[str, float], fn: Callable[[], Any]) -> Any:
-    log.info("== %s ...", name)
-    start = time.perf_counter()
-    value = fn()
-    seconds[name] = time.perf_counter() - start
-    log.info("== %s done in %.0f s", name, seconds[name])
-    return value
-
-
-def fit_baselines(catalog: Path, out: Path) -> dict[str, Path]:
-    """Fit the histogram-matching and linear-recalibration baselines on the training archive."""
-    from ctharmony.baselines import fit_baselines_from_catalog
-
-    histogram, linear = fit_baselines_from_catalog(catalog)
-    folder = out / "baselines"
-    folder.mkdir(parents=True, exist_ok=True)
-    return {
-        "histogram": histogram.save(folder / "histogram-matching.npz"),
-        "linear": linear.save(folder / "linear-recalibration.json"),
-    }
+    return timed_stage(name, seconds, fn, log)
 
 
 # The demo's archive is a synthetic phantom with no real patient: its pseudonym salt is pinned (unless
@@ -104,6 +88,7 @@ def run_demo(out: Path, plan: DemoPlan | None = None) -> DemoOutcome:
 def _run_demo(out: Path, plan: DemoPlan | None) -> DemoOutcome:
     from ctharmony import cluster
     from ctharmony.archive.catalog import build_catalog
+    from ctharmony.baselines import fit_and_save_baselines
     from ctharmony.evaluate.run import evaluate
     from ctharmony.infer.local_head import run_job_on_local_head
     from ctharmony.infer.pipeline import convert_archive
@@ -147,7 +132,8 @@ def _run_demo(out: Path, plan: DemoPlan | None) -> DemoOutcome:
             overrides=[f"train.segmenter={segmenter.model_uri}", *plan.harmonizer_overrides],
         ),
     )
-    baselines = _stage("baselines (fit)", seconds, lambda: fit_baselines(train_dir / "catalog.parquet", out))
+    baselines = _stage("baselines (fit)", seconds,
+                       lambda: fit_and_save_baselines(train_dir / "catalog.parquet", out / "baselines"))
     cluster.shutdown()  # the conversion runs on its own head, through `ray job submit`
     converted = out / "converted"
     job_args = [

@@ -80,14 +80,20 @@ def write_derived_series(
     model_name: str,
     model_version: str,
     series_description: str | None = None,
+    passthrough: bool = False,
 ) -> list[Path]:
-    """Write ``volume`` as a derived CT series in ``out_dir``; returns the file paths in slice order."""
+    """Write ``volume`` as a derived CT series in ``out_dir``; returns the file paths in slice order.
+
+    ``passthrough``: the HU are the source's, unchanged (a reference-protocol series the model was not
+    applied to); the DerivationDescription says so and the UIDs differ from the model's output's.
+    """
     source = _source_header(volume)
     tags = volume.tags
     source_series = tags.get("SeriesInstanceUID") or str(source.get("SeriesInstanceUID", ""))
     source_sops = list(tags.get("SOPInstanceUIDs") or [])
     # the source SOP UIDs tell apart the parts of a split series (which share a SeriesInstanceUID)
-    series_uid = derived_uid(source_series, model_name, model_version, *source_sops)
+    series_uid = derived_uid(source_series, model_name, model_version, *(["passthrough"] * passthrough),
+                             *source_sops)
     source_class = tags.get("SOPClassUID") or CT_IMAGE_STORAGE
     now = dt.datetime.now(dt.timezone.utc)
     identity = {keyword: source.data_element(keyword).value for keyword in PATIENT_STUDY_KEYWORDS if keyword in source}
@@ -101,7 +107,10 @@ def write_derived_series(
                                                  model_version, series_description),
         "Manufacturer": "ctharmony", "ManufacturerModelName": model_name[:64],
         "SoftwareVersions": str(model_version)[:64], "ImageType": ["DERIVED", "SECONDARY", "AXIAL"],
-        "DerivationDescription": (f"Harmonized by ctharmony model {model_name} version {model_version} "
+        "DerivationDescription": (f"Reference protocol, pixel data unchanged from series {source_series} "
+                                  f"(ctharmony model {model_name} version {model_version} not applied); "
+                                  f"{NOT_FOR_CLINICAL_USE}" if passthrough else
+                                  f"Harmonized by ctharmony model {model_name} version {model_version} "
                                   f"from series {source_series}; {NOT_FOR_CLINICAL_USE}")[:1024],
         "ImageComments": NOT_FOR_CLINICAL_USE, "BurnedInAnnotation": "NO",
         "InstanceCreationDate": now.strftime("%Y%m%d"), "ContentDate": now.strftime("%Y%m%d"),

@@ -30,7 +30,7 @@ _EXPORTS = {
     "HistogramMatchingBaseline": "histogram", "fit_reference_quantiles": "histogram",
     "LinearRecalibrationBaseline": "linear", "fit_linear_coefficients": "linear",
     "BASELINE_SUFFIXES": "files", "load_baseline": "files", "is_baseline_file": "files",
-    "fit_baselines_from_catalog": "catalog_fit",
+    "fit_baselines_from_catalog": "catalog_fit", "fit_and_save_baselines": "catalog_fit",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -73,3 +73,13 @@ def fit_baselines_from_catalog(
     linear = LinearRecalibrationBaseline(
         fit_linear_coefficients({p: read_pairs(items) for p, items in sorted(pairs.items())}))
     return histogram, linear
+
+
+def fit_and_save_baselines(catalog: str | Path, folder: str | Path,
+                           reference_protocol: str = REFERENCE_PROTOCOL) -> dict[str, Path]:
+    """Fit both baselines on ``catalog`` and save them in ``folder``: ``{"histogram": path, "linear": path}``."""
+    histogram, linear = fit_baselines_from_catalog(catalog, reference_protocol)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"histogram": histogram.save(folder / "histogram-matching.npz"),
+            "linear": linear.save(folder / "linear-recalibration.json")}

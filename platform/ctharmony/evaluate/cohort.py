@@ -5,8 +5,11 @@ an ``original`` mask (the segmenter on the input) and a converted one, reported 
 ``harmonized`` for the GAN, or the baseline's name for models named ``baseline-...``
 (``ctharmony.baselines``). The reference of an exam is the mask on its ORIGINAL reference
 protocol series (M80), as in the paper; true masks (``<truth>/<StudyInstanceUID>.nii.gz``) are a
-second reference when given. Exams are labelled ``exam-001``... in StudyInstanceUID order and carry
-only the pseudonymous ``patient_key``: no UID, name or ID leaves this module.
+second reference when given, and with them every series' image quality is measured
+(:mod:`.image_quality`: noise, NPS, edge width; MAE and SSIM against the noise-free T80 of
+``truth_images``), summarized per protocol and method with ratios to the original reference protocol.
+Exams are labelled ``exam-001``... in StudyInstanceUID order and carry only the pseudonymous
+``patient_key``: no UID, name or ID leaves this module.
 
 Example::
 
@@ -19,19 +22,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ctharmony.archive.protocols import PAPER_PROTOCOLS
-from ctharmony.evaluate import metrics, stats
+from ctharmony.evaluate import image_quality, metrics, stats
 from ctharmony.evaluate.naming import BASELINE_PREFIX, HARMONIZED, ORIGINAL, method_of
 
 log = logging.getLogger(__name__)
 
 __all__ = ["HARMONIZED", "ORIGINAL", "Cohort", "ResultsError", "build_cohort", "method_of", "summarize"]
+QUALITY_METRICS = image_quality.COLUMNS
+SEGMENTATION_METRICS = ("dice", "abs_volume_diff_ml", "abs_volume_ratio_pct", "dice_truth")
+RATIOS = {"noise_sd_ratio_ref": "noise_sd_hu", "nps_peak_ratio_ref": "nps_peak_lp_mm"}  # / original reference's
 REQUIRED = ("series_key", "study_uid", "patient_key", "site", "protocol", "model_name", "model_version",
             "mask_original_path", "mask_harmonized_path", "status")
 
@@ -55,6 +61,8 @@ class Cohort:
     has_truth: bool
     sources: pd.DataFrame = dataclasses.field(repr=False, default_factory=pd.DataFrame)
     """Mask paths and output folders per (exam, protocol, method): for figures, never written out."""
+    has_image_quality: bool = False
+    """Whether any series got image-quality figures (true masks given and its image readable)."""
 
 
 def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -111,8 +119,13 @@ def mask_table(results: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     return table[~repeated].reset_index(drop=True), uris
 
 
-def exam_table(masks: pd.DataFrame, reference_protocol: str = "M80", truth: Path | None = None) -> pd.DataFrame:
-    """Per (exam, protocol, method): Dice and volumes against the reference (and the truth when given)."""
+def exam_table(masks: pd.DataFrame, reference_protocol: str = "M80", truth: Path | None = None,
+               quality: Callable[[dict, np.ndarray, str], dict] | None = None) -> pd.DataFrame:
+    """Per (exam, protocol, method): Dice and volumes against the reference (and the truth when given).
+
+    ``quality(record, true_mask, exam)`` (e.g. :class:`.image_quality.SeriesQuality`) adds the image-quality
+    columns of rows that have a true mask; they are NaN otherwise.
+    """
     studies = sorted(masks["study_uid"].unique())
     exam_label = {uid: f"exam-{i + 1:03d}" for i, uid in enumerate(studies)}
     out = []
@@ -148,9 +161,12 @@ def exam_table(masks: pd.DataFrame, reference_protocol: str = "M80", truth: Path
                 true_mask = truths[grid]
                 true_volume = metrics.mask_volume_ml(true_mask, mask.spacing, direction, positions)
                 row |= {"dice_truth": metrics.dice(mask.mask, true_mask), "truth_volume_ml": true_volume}
+                if quality is not None:
+                    row |= quality(record, true_mask, exam_label[study])
             out.append(row)
     columns = ["exam", "patient_key", "site", "protocol", "method", "volume_ml", "dice", "reference_volume_ml",
-               "volume_diff_ml", "volume_ratio_pct", "dice_truth", "truth_volume_ml"]
+               "volume_diff_ml", "volume_ratio_pct", "dice_truth", "truth_volume_ml", *QUALITY_METRICS,
+               "nps_patch_px"]
     table = pd.DataFrame(out).reindex(columns=columns)
     table["abs_volume_diff_ml"] = table["volume_diff_ml"].abs()
     table["abs_volume_ratio_pct"] = table["volume_ratio_pct"].abs()
@@ -183,8 +199,13 @@ def _dicom_geometry(folder: str) -> tuple:
     return tuple(float(v) for v in positions[0]), direction
 
 
-def summarize(exams: pd.DataFrame, by: Sequence[str] = ("protocol",)) -> pd.DataFrame:
-    """Per group and method: mean ± SD, paired t-test vs ``original``, CCC with CI, Bland-Altman."""
+def summarize(exams: pd.DataFrame, by: Sequence[str] = ("protocol",), reference_protocol: str = "M80") -> pd.DataFrame:
+    """Per group and method: mean ± SD, paired t-test vs ``original``, CCC with CI, Bland-Altman, image quality.
+
+    ``noise_sd_ratio_ref`` and ``nps_peak_ratio_ref`` divide the mean noise SD and NPS peak by those of the
+    original ``reference_protocol`` series (of the same site when ``by`` holds ``site``).
+    """
+    exams = exams.reindex(columns=list(dict.fromkeys([*exams.columns, *QUALITY_METRICS])))
     out = []
     for key, group in exams.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -192,7 +213,7 @@ def summarize(exams: pd.DataFrame, by: Sequence[str] = ("protocol",)) -> pd.Data
         for method, rows in group.groupby("method", sort=False):
             rows = rows.set_index("exam")
             row = dict(zip(by, key, strict=True)) | {"method": method, "n": int(rows["dice"].notna().sum())}
-            for metric in ("dice", "abs_volume_diff_ml", "abs_volume_ratio_pct", "dice_truth"):
+            for metric in (*SEGMENTATION_METRICS, *QUALITY_METRICS):
                 mean, sd, count = stats.mean_sd(rows[metric])
                 row |= {f"{metric}_mean": mean, f"{metric}_sd": sd, f"{metric}_n": count, f"{metric}_p": np.nan}
                 if method != ORIGINAL and not original.empty:
@@ -207,7 +228,25 @@ def summarize(exams: pd.DataFrame, by: Sequence[str] = ("protocol",)) -> pd.Data
                     "ba_loa_high_pct": ba.loa_high, "ccc_truth": truth_ccc.ccc,
                     "ccc_truth_low": truth_ccc.ci_low, "ccc_truth_high": truth_ccc.ci_high}
             out.append(row)
-    return pd.DataFrame(out)
+    return _reference_ratios(pd.DataFrame(out), [k for k in by if k != "protocol"], reference_protocol)
+
+
+def _reference_ratios(summary: pd.DataFrame, keys: list[str], reference_protocol: str) -> pd.DataFrame:
+    """Add each ``RATIOS`` column: the row's mean over the original reference protocol's mean (NaN without one)."""
+    for ratio in RATIOS:
+        summary[ratio] = np.nan
+    if summary.empty:
+        return summary
+    columns = [f"{metric}_mean" for metric in RATIOS.values()]
+    on = keys or ["_all"]
+    reference = summary[(summary["protocol"] == reference_protocol) & (summary["method"] == ORIGINAL)]
+    base = summary.assign(_all=0)[on].merge(reference.assign(_all=0)[on + columns].drop_duplicates(on), on=on,
+                                            how="left")
+    for ratio, metric in RATIOS.items():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = summary[f"{metric}_mean"].to_numpy(float) / base[f"{metric}_mean"].to_numpy(float)
+        summary[ratio] = np.where(np.isfinite(values), values, np.nan)
+    return summary
 
 
 def order_protocols(protocols: Sequence[str]) -> list[str]:
@@ -222,25 +261,40 @@ def order_methods(methods: Sequence[str]) -> list[str]:
     return [m for m in (ORIGINAL, HARMONIZED) if m in present] + sorted(present - {ORIGINAL, HARMONIZED})
 
 
-def build_cohort(results: Sequence[str | Path], reference_protocol: str = "M80",
-                 truth: str | Path | None = None) -> Cohort:
-    """Everything the report and MLflow need, from results files (and true masks)."""
+def build_cohort(results: Sequence[str | Path], reference_protocol: str = "M80", truth: str | Path | None = None,
+                 truth_images: str | Path | None = None, catalog: str | Path | None = None) -> Cohort:
+    """Everything the report and MLflow need, from results files (and true masks, noise-free truth images).
+
+    With ``truth``, each series' image quality is measured: originals are read from ``catalog``'s files
+    (default: a ``catalog.parquet`` beside the results), converted series from their ``output_dir``;
+    ``truth_images`` (``<StudyInstanceUID>/T80.npz``) adds MAE / SSIM to T80 and truth-based noise.
+    """
     if truth is not None and not Path(truth).is_dir():
         raise ResultsError(f"true-mask folder {truth} does not exist")
+    if truth_images is not None and not Path(truth_images).is_dir():
+        raise ResultsError(f"truth-image folder {truth_images} does not exist")
     table = load_results(results)
     masks, uris = mask_table(table)
     if masks.empty:
         raise ResultsError(f"no converted series with status 'done' in {', '.join(map(str, results))}")
-    exams = exam_table(masks, reference_protocol, Path(truth) if truth is not None else None)
+    quality = None
+    if truth is not None:
+        catalog = catalog if catalog is not None else image_quality.find_catalog(results)
+        quality = image_quality.SeriesQuality(image_quality.series_files(catalog), truth_images, reference_protocol)
+    exams = exam_table(masks, reference_protocol, Path(truth) if truth is not None else None, quality)
+    if quality is not None and quality.unreadable:
+        log.warning("image quality: %d series have no readable image (originals need a catalog); their columns "
+                    "are NaN", quality.unreadable)
     labels = {uid: f"exam-{i + 1:03d}" for i, uid in enumerate(sorted(masks["study_uid"].unique()))}
     sources = masks.assign(exam=masks["study_uid"].map(labels))[
         ["exam", "series_key", "protocol", "method", "mask_path", "output_dir"]]
-    summary = summarize(exams, ("protocol",))
+    summary = summarize(exams, ("protocol",), reference_protocol)
     sites = sorted(exams["site"].dropna().unique())
-    site_summary = summarize(exams, ("site", "protocol")) if len(sites) > 1 else None
+    site_summary = summarize(exams, ("site", "protocol"), reference_protocol) if len(sites) > 1 else None
     return Cohort(
         exams=exams, summary=summary, site_summary=site_summary, reference_protocol=reference_protocol,
         methods=order_methods(exams["method"].unique()), protocols=order_protocols(exams["protocol"].unique()),
         model_uris=uris, failed_series=int((table["status"] != "done").sum()),
         has_truth=bool(exams["dice_truth"].notna().any()), sources=sources,
+        has_image_quality=bool(exams[list(QUALITY_METRICS)].notna().any().any()),
     )

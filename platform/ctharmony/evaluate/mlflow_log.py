@@ -1,7 +1,9 @@
 """Log a cohort evaluation to MLflow: metrics per protocol and method, model URIs, the report as artifacts.
 
 Metric names are ``<metric>/<protocol>/<method>``, e.g. ``dice/M40/harmonized``,
-``volume_ratio/M40/original``, ``ccc/M40/harmonized``; per-site ones are prefixed ``site/<site>/``.
+``volume_ratio/M40/original``, ``ccc/M40/harmonized``, ``noise_sd_hu/M40/harmonized``,
+``noise_sd_ratio_ref/M40/harmonized``, ``mae_t80_hu/M40/harmonized``; per-site ones are prefixed
+``site/<site>/``.
 Params carry the models' URIs and counts only: no patient names, IDs or UIDs.
 
 Example::
@@ -18,6 +20,7 @@ import pandas as pd
 
 from ctharmony import tracking
 from ctharmony.evaluate.cohort import Cohort
+from ctharmony.evaluate.image_quality import COLUMNS
 from ctharmony.evaluate.report import ReportFiles
 
 DEFAULT_EXPERIMENT = "ctharmony-evaluate"
@@ -42,7 +45,11 @@ METRICS = {
     "dice_truth_p": "dice_truth_p",
     "ccc_truth": "ccc_truth",
 }
-SITE_METRICS = ("dice_mean", "abs_volume_ratio_pct_mean", "ccc")
+QUALITY = COLUMNS
+METRICS |= {f"{name}_{stat}": name + suffix for name in QUALITY for stat, suffix in (("mean", ""), ("sd", "_sd"))}
+METRICS |= {"noise_sd_ratio_ref": "noise_sd_ratio_ref", "nps_peak_ratio_ref": "nps_peak_ratio_ref"}
+SITE_METRICS = ("dice_mean", "abs_volume_ratio_pct_mean", "ccc", "noise_sd_hu_mean", "noise_sd_ratio_ref",
+                "mae_t80_hu_mean")
 
 
 def metric_key(*parts: str) -> str:

@@ -71,22 +71,11 @@ def bland_altman_png(exams: pd.DataFrame, protocol: str, methods: Sequence[str])
 
 
 def read_image(folder_or_files: str | Path | Sequence[str]) -> np.ndarray | None:
-    """HU ``(z, y, x)`` of a DICOM series (a folder or a file list in volume order); None if unreadable."""
-    import SimpleITK as sitk
+    """HU ``(z, y, x)`` of a DICOM series (a folder or a file list); None if unreadable (see ``image_quality``)."""
+    from ctharmony.evaluate.image_quality import read_volume
 
-    try:
-        if isinstance(folder_or_files, (str, Path)):
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder_or_files))
-        else:
-            files = [str(f) for f in folder_or_files]
-        if not files:
-            return None
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(list(files))
-        return sitk.GetArrayFromImage(reader.Execute()).astype(np.float32)
-    except RuntimeError as err:
-        log.warning("example slices: cannot read a series image (%s)", str(err).splitlines()[0][:200])
-        return None
+    volume = read_volume(folder_or_files)
+    return None if volume is None else volume.hu
 
 
 def pick_example(exams: pd.DataFrame) -> tuple[str, str] | None:

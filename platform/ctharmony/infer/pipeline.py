@@ -9,6 +9,11 @@ One series per block, so each stage works (and fails) per series::
       .map(write_converted_series)               CPU tasks: staged folder, renamed into place
     -> results rows streamed to the driver (progress) -> OUT/results.parquet
 
+A series of the reference protocol (M80) is passed through unchanged by default
+(``ConvertOptions.reference_passthrough``): the harmonizer actor hands its HU on bit for bit without
+touching the model, the segmenter's harmonized mask is its original mask, its derived series is still
+written, and the results' ``harmonizer_action`` says "passthrough" ("harmonized" for the others).
+
 On CPU the actors take a fraction of a CPU (``actor_cpus``) so that read and write tasks always find
 one (a pool holding every CPU deadlocks the job, see NOTES). With GPUs, a harmonizer and a segmenter
 actor share each GPU (``num_gpus=0.5``), so one GPU is enough and N GPUs run N pairs.
@@ -32,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ctharmony.archive.protocols import REFERENCE_PROTOCOL
 from ctharmony.infer.model_source import resolve_model_source
 from ctharmony.infer.policy import Policies, skip_reason
 from ctharmony.infer.progress import ConversionProgress
@@ -45,7 +51,19 @@ RESULT_COLUMNS = [*IDENTITY_FIELDS, *RECORD_DEFAULTS]
 
 @dataclasses.dataclass
 class ConvertOptions:
-    """Knobs of a conversion (defaults fit the cluster found)."""
+    """Knobs of a conversion (defaults fit the cluster found).
+
+    ``reference_passthrough`` (default True): a series whose catalog protocol is ``reference_protocol``
+    (default ``REFERENCE_PROTOCOL``, "M80") is not given to the harmonizer, GAN or baseline alike: its
+    harmonized HU are its input HU, bit for bit, so its harmonized mask is its original mask; its derived
+    DICOM series is still written and the results' ``harmonizer_action`` says "passthrough". False
+    (``ctharmony convert --harmonize-reference``) harmonizes every series.
+
+    Example::
+
+        ConvertOptions(batch_slices=4)                                # M80 passes through
+        ConvertOptions(reference_passthrough=False)                   # M80 is harmonized too
+    """
 
     batch_slices: int | None = None  # None: from free GPU memory on CUDA, 8 on CPU (ctharmony.infer.plan)
     tile: int | None = None
@@ -69,6 +87,13 @@ class ConvertOptions:
     policies: Policies = dataclasses.field(default_factory=Policies)  # tilted / gapped / unknown series
     limit: int | None = None  # convert at most this many pending series
     progress_interval_s: float = 5.0
+    reference_passthrough: bool = True  # reference-protocol series pass through unchanged (see above)
+    reference_protocol: str = REFERENCE_PROTOCOL
+
+    @property
+    def passthrough_protocol(self) -> str | None:
+        """The catalog protocol passed through unchanged, or None when every series is harmonized."""
+        return self.reference_protocol if self.reference_passthrough else None
 
 
 def load_catalog_series(catalog: str | Path) -> list[dict[str, Any]]:
@@ -127,7 +152,8 @@ def build_dataset(items, harmonizer, segmenter, out: Path, options: ConvertOptio
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map(read_catalog_row, num_cpus=options.task_cpus, compute=tasks)
     ds = ds.map_batches(
-        harmonizer_cls or HarmonizerPredictor, fn_constructor_args=(harmonizer,), fn_constructor_kwargs=common,
+        harmonizer_cls or HarmonizerPredictor, fn_constructor_args=(harmonizer,),
+        fn_constructor_kwargs={**common, "passthrough_protocol": options.passthrough_protocol},
         compute=ray.data.ActorPoolStrategy(min_size=plan["harmonizer"][0], max_size=plan["harmonizer"][1],
                                            max_tasks_in_flight_per_actor=options.tasks_in_flight_per_actor),
         batch_size=1, batch_format="numpy", **plan["remote"],
@@ -227,6 +253,10 @@ def _convert_holding(layout: OutputLayout, catalog, harmonizer, segmenter, addre
              Path(catalog).name, len(items), already, len(pending), len(skipped), layout.root)
     for why, count in collections.Counter(w.split(":")[0] for w in skipped.values()).items():
         log.info("%s: %d series not converted", why, count)
+    reference = sum(item["protocol"] == options.passthrough_protocol for item in pending)
+    if reference:
+        log.info("%d series of the reference protocol %s: passed through unchanged, not harmonized "
+                 "(--harmonize-reference harmonizes them)", reference, options.passthrough_protocol)
     unknown = sum(item["protocol"] in ("", "unknown") for item in pending)
     if unknown:
         log.info("%d series of unknown protocol: converted like the others (policy on_unknown=convert)", unknown)
@@ -264,8 +294,8 @@ def results_frame(items: list[dict[str, Any]], layout: OutputLayout, failed: dic
     for item in items:
         key = item["series_key"]
         identity = {field: item[field] for field in IDENTITY_FIELDS}
-        if key in completed:
-            records.append(completed[key])
+        if key in completed:  # a record written before a column existed gets its default
+            records.append({**RECORD_DEFAULTS, "harmonizer_action": "harmonized", **completed[key]})
         elif key in failed:
             records.append(failed[key])
         elif key in skipped:

@@ -9,6 +9,10 @@ batch); ``hu`` holds each series' ``(z, y, x)`` HU volume. A row whose ``status`
 passed through untouched; an exception on one row marks that row failed (``reason`` names the stage)
 and never stops the batch. Both classes work on a plain batch without Ray.
 
+A series already in the reference protocol can pass through (``passthrough_protocol``): its
+``hu_harmonized`` is its ``hu``, bit for bit, without touching the model or its device, and the
+segmenter reuses its original mask as the harmonized one (``harmonizer_action`` says which happened).
+
 Example::
 
     harmonize = HarmonizerPredictor("models:/ctharmony-harmonizer@champion")
@@ -133,32 +137,70 @@ class _SlicePredictor:
         return status, reason
 
 
+HARMONIZED, PASSTHROUGH = "harmonized", "passthrough"  # the results' ``harmonizer_action``
+
+
+def actions_of(batch: Batch) -> list[str]:
+    """Each row's ``harmonizer_action`` ("harmonized" when the column is absent)."""
+    actions = batch.get("harmonizer_action")
+    return [str(a) for a in actions] if actions is not None else [HARMONIZED] * batch_size_of(batch)
+
+
 class HarmonizerPredictor(_SlicePredictor):
     """HU volume -> harmonized HU volume (the 80 keV reference look). Adds ``hu_harmonized``,
-    ``seconds_harmonize``, ``model_name``, ``model_version`` and ``node_id``."""
+    ``harmonizer_action``, ``seconds_harmonize``, ``model_name``, ``model_version`` and ``node_id``.
+
+    Args:
+        model: the harmonizer (any reference :mod:`ctharmony.loaders` takes, or a loaded model).
+        passthrough_protocol: series of this catalog protocol (the reference, e.g. "M80") are not
+            harmonized: ``hu_harmonized`` is their ``hu`` unchanged and ``harmonizer_action`` is
+            "passthrough" ("harmonized" for the others; "" for a failed row). None harmonizes all.
+        **kwargs: as :class:`_SlicePredictor` (batch_slices, device, amp, tile, ...).
+
+    Example::
+
+        harmonize = HarmonizerPredictor("models:/ctharmony-harmonizer@champion", passthrough_protocol="M80")
+        harmonize({"hu": hu[None], "protocol": np.array(["M80"])})["harmonizer_action"]
+        # -> array(['passthrough'], dtype='<U11')
+    """
 
     kind = "harmonizer"
 
+    def __init__(self, model: Any, *, passthrough_protocol: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.passthrough_protocol = str(passthrough_protocol).strip() if passthrough_protocol else None
+
+    def passes_through(self, protocol: str | None) -> bool:
+        """Whether a series of catalog ``protocol`` is passed through unchanged."""
+        return self.passthrough_protocol is not None and (protocol or "").strip() == self.passthrough_protocol
+
     def __call__(self, batch: Batch) -> Batch:
         status, reason = self._statuses(batch)
-        outputs, seconds = [], []
+        outputs, actions, seconds = [], [], []
+        protocols = batch.get("protocol")
         for i in range(len(status)):
             start = time.perf_counter()
-            result = np.zeros((0, 0, 0), np.float32)
+            result, action = np.zeros((0, 0, 0), np.float32), ""
             if status[i] == "ok":
                 try:
-                    protocols = batch.get("protocol")
                     protocol = str(protocols[i]) if protocols is not None else None
-                    direction = batch["direction"][i] if "direction" in batch else None
-                    result = self.predict(np.asarray(batch["hu"][i], dtype=np.float32), protocol, direction)
+                    volume = np.asarray(batch["hu"][i], dtype=np.float32)
+                    if self.passes_through(protocol):  # never sent to the model or its device
+                        result, action = volume, PASSTHROUGH
+                    else:
+                        direction = batch["direction"][i] if "direction" in batch else None
+                        result, action = self.predict(volume, protocol, direction), HARMONIZED
                 except Exception as err:  # noqa: BLE001 - one bad series never stops the job
                     status[i], reason[i] = "failed", f"harmonize: {type(err).__name__}: {err}"
+                    result, action = np.zeros((0, 0, 0), np.float32), ""
             outputs.append(result)
+            actions.append(action)
             seconds.append(time.perf_counter() - start)
         n = len(status)
         return {
             **batch,
             "hu_harmonized": as_column(outputs),
+            "harmonizer_action": np.asarray(actions, dtype=str),
             "seconds_harmonize": np.asarray(seconds, dtype=np.float64),
             "model_name": np.asarray([self.name] * n),
             "model_version": np.asarray([self.version] * n),
@@ -171,9 +213,10 @@ class HarmonizerPredictor(_SlicePredictor):
 class SegmenterPredictor(_SlicePredictor):
     """Liver masks (uint8) of the original and, when present, the harmonized volume of each row.
 
-    Both volumes of a series go through the network in the same slice batches. Adds
-    ``mask_original``, ``mask_harmonized``, ``seconds_segment``, ``segmenter_name``,
-    ``segmenter_version``.
+    Both volumes of a series go through the network in the same slice batches. A row passed through
+    unchanged (``harmonizer_action`` "passthrough") is segmented once: its harmonized mask is a copy of
+    its original mask. Adds ``mask_original``, ``mask_harmonized``, ``seconds_segment``,
+    ``segmenter_name``, ``segmenter_version``.
     """
 
     kind = "segmenter"
@@ -186,6 +229,7 @@ class SegmenterPredictor(_SlicePredictor):
         status, reason = self._statuses(batch)
         originals, harmonized, seconds = [], [], []
         empty = np.zeros((0, 0, 0), np.uint8)
+        actions = actions_of(batch)
         for i in range(len(status)):
             start = time.perf_counter()
             mask_o = mask_h = empty
@@ -193,13 +237,16 @@ class SegmenterPredictor(_SlicePredictor):
                 try:
                     volume = np.asarray(batch["hu"][i], dtype=np.float32)
                     stacked = [volume]
-                    if "hu_harmonized" in batch:
+                    passthrough = actions[i] == PASSTHROUGH
+                    if "hu_harmonized" in batch and not passthrough:
                         stacked.append(np.asarray(batch["hu_harmonized"][i], dtype=np.float32))
                     direction = batch["direction"][i] if "direction" in batch else None
                     prob = self.predict(np.concatenate(stacked, axis=0), direction=direction)
                     masks = (prob >= self.threshold).astype(np.uint8)
                     mask_o = masks[: volume.shape[0]]
                     mask_h = masks[volume.shape[0] :] if len(stacked) > 1 else empty
+                    if passthrough and "hu_harmonized" in batch:  # the same volume: the same mask
+                        mask_h = mask_o.copy()
                 except Exception as err:  # noqa: BLE001 - one bad series never stops the job
                     status[i], reason[i] = "failed", f"segment: {type(err).__name__}: {err}"
                     mask_o = mask_h = empty

@@ -2,7 +2,9 @@
 
 Everything is written into a staging folder and renamed into place at the end (see
 :mod:`ctharmony.infer.resume`), so a crash leaves either the complete series or nothing. A failure
-here marks the row failed with its reason; it never raises into the pipeline.
+here marks the row failed with its reason; it never raises into the pipeline. A reference-protocol
+series passed through (``harmonizer_action`` "passthrough") is written from its input HU, marked as
+unchanged in its DerivationDescription and SeriesDescription, with UIDs of its own.
 
 Example::
 
@@ -31,6 +33,7 @@ RECORD_DEFAULTS: dict[str, Any] = {
     "liver_volume_ml_original": float("nan"), "liver_volume_ml_harmonized": float("nan"),
     "seconds_read": 0.0, "seconds_harmonize": 0.0, "seconds_segment": 0.0, "seconds_write": 0.0,
     "slices": 0, "node_id": "", "status": "failed", "reason": "",
+    "harmonizer_action": "",  # "harmonized", or "passthrough" (a reference-protocol series kept unchanged)
 }
 
 
@@ -138,11 +141,14 @@ def _write_outputs(row: dict[str, Any], record: dict[str, Any], staging: Path) -
     from ctharmony.archive import write_derived_series, write_seg
 
     original = volume_of(row, row["hu"])
-    harmonized = original.with_hu(np.asarray(row["hu_harmonized"], dtype=np.float32))
+    passthrough = record["harmonizer_action"] == "passthrough"
+    record["harmonizer_action"] = record["harmonizer_action"] or "harmonized"
+    harmonized = original.with_hu(np.asarray(row["hu" if passthrough else "hu_harmonized"], dtype=np.float32))
     mask_original = np.asarray(row["mask_original"], dtype=np.uint8)
     mask_harmonized = np.asarray(row["mask_harmonized"], dtype=np.uint8)
     files = write_derived_series(harmonized, staging / "harmonized", model_name=record["model_name"],
-                                 model_version=record["model_version"])
+                                 model_version=record["model_version"], passthrough=passthrough,
+                                 series_description=_passthrough_description(original) if passthrough else None)
     harmonized, output_uid = derived_volume(harmonized, [Path(f) for f in files])  # volume order
     algorithm = {"algorithm_name": record["segmenter_name"], "algorithm_version": record["segmenter_version"]}
     with warnings.catch_warnings():  # highdicom's nag about one-component (pseudonymous) patient names
@@ -166,9 +172,32 @@ def _write_outputs(row: dict[str, Any], record: dict[str, Any], staging: Path) -
         liver_volume_ml_harmonized=original.volume_ml(mask_harmonized),
         slices=int(original.shape[0]),
         status="done",
-        reason="",
+        reason=rounding_note(original.hu) if passthrough else "",
     )
     return record
+
+
+def _passthrough_description(volume) -> str:
+    """SeriesDescription of a pass-through series: the source's, marked unchanged (not for clinical use)."""
+    from ctharmony.archive.writer import derived_description
+
+    source = str(volume.tags.get("SeriesDescription") or "")
+    return derived_description(source, "", "", f"{source} reference unchanged".strip())
+
+
+def rounding_note(hu: np.ndarray) -> str:
+    """Empty when the derived series (int16, slope 1, intercept 0) stores ``hu`` exactly, else a note of the rounding.
+
+    Example:
+        >>> rounding_note(np.array([-1024.0, 40.0], np.float32))
+        ''
+    """
+    from ctharmony.archive.ct_dataset import stored_values
+
+    change = np.abs(stored_values(hu).astype(np.float32) - hu)
+    worst = float(change.max()) if change.size else 0.0
+    return "" if worst == 0 else (f"passthrough: the derived DICOM series rounds HU to int16 (largest change "
+                                  f"{worst:g} HU); the masks were made from the exact input")
 
 
 def _scalar(value: Any) -> Any:

@@ -6,13 +6,16 @@ thickness T is the mean of ``sub`` thin slices across it (projection is linear, 
 slice's line integral; the non-linear partial-volume effect is left out); the true liver mask is the
 central thin slice's (the phantom's own mask of that slice).
 
-Real CT: a recipe over the CT number at the image's effective energy (70 keV for 120 kVp):
+Real CT: the trunk (:func:`trunk`: the largest connected body region; table and arms dropped, as they would
+not fit the reconstruction circle) becomes maps by a recipe over the CT number at the image's effective
+energy (70 keV for 120 kVp):
 air-fat mix below fat, fat-soft tissue mix up to soft tissue (+50 HU), soft tissue + iodine above it
 (iodine = the excess over soft tissue), soft tissue-cortical bone mix above :data:`BONE_HU`. The source
 kernel's blur is undone to first order (unsharp mask with its PSF, the "resolution boost") before
 resampling, so re-simulation does not blur twice. :class:`Augment` varies the iodine (level and
-liver-to-vessel phase), the body scale, the dose and the shape (:func:`elastic`: a smooth random warp of
-the maps and the liver mask together), so one real patient yields many.
+liver-to-vessel phase), the body scale, the dose (the site's mAs times ``dose_scale``, applied by the
+scanner: :func:`ctharmony.simulate.archive.patient_scanner`) and the shape (:func:`elastic`: a smooth random
+warp of the maps and the liver mask together), so one real patient yields many.
 
 Example:
     >>> hu = np.array([[-1000.0, -100.0, 40.0, 160.0, 900.0]])
@@ -140,21 +143,58 @@ class Augment:
                    elastic_mm=float(rng.uniform(0.0, 5.0)), seed=int(rng.integers(2**31)))
 
 
+def trunk(hu: np.ndarray, pixel_mm: float = 1.0, bridge_mm: float = 10.0) -> np.ndarray:
+    """The trunk of real CT slices (z, y, x HU): the largest 3-D connected region above -500 HU, holes filled.
+
+    Regions are told apart after an in-plane erosion by ``bridge_mm`` (an arm touching the side, the
+    table under the back), then grown back inside the body, so the table and the arms are left out.
+
+    Example:
+        >>> hu = np.full((1, 40, 40), -1000.0); hu[0, 5:35, 5:30] = 40.0; hu[0, 15, 15] = -900.0
+        >>> hu[0, 10:20, 31:38] = 60.0; hu[0, 14:16, 30] = 60.0  # an arm touching the trunk
+        >>> body = trunk(hu, pixel_mm=1.0, bridge_mm=3.0)
+        >>> bool(body[0, 5:35, 5:30].all()), int(body[0, :, 33:].sum())  # the trunk whole, the arm dropped
+        (True, 0)
+    """
+    body = np.asarray(hu) > -500
+    if not body.any():
+        raise ValueError("real CT: no body (CT numbers above -500 HU) in the slices")
+    plane = np.zeros((3, 3, 3), bool)
+    plane[1] = True  # in-plane 8-neighbourhood
+    steps = max(1, int(round(bridge_mm / pixel_mm)))
+    core = ndimage.binary_erosion(body, plane, iterations=steps)
+    if not core.any():
+        core, steps = body, 0
+    labels, count = ndimage.label(core)
+    largest = labels == 1 + int(np.argmax(ndimage.sum_labels(core, labels, np.arange(1, count + 1))))
+    grown = ndimage.binary_dilation(largest, plane, iterations=steps + 2, mask=body) if steps else largest
+    return np.stack([ndimage.binary_fill_holes(s) for s in grown])
+
+
+def body_frame(body: np.ndarray, pixel_mm: float) -> tuple[tuple[float, float], float]:
+    """(Centre (row, column) px of the body's bounding box over all slices, farthest body pixel from it in mm)."""
+    ys, xs = np.nonzero(np.asarray(body).any(axis=0))
+    if not len(ys):
+        raise ValueError("real CT: empty body mask")
+    centre = ((ys.min() + ys.max()) / 2.0, (xs.min() + xs.max()) / 2.0)
+    radius = float(np.sqrt((ys - centre[0]) ** 2 + (xs - centre[1]) ** 2).max() + 0.5) * pixel_mm
+    return (float(centre[0]), float(centre[1])), radius
+
+
 def real_maps(hu: np.ndarray, pixel_mm: float, size: int, fov_mm: float, liver: np.ndarray | None = None,
               augment: Augment = Augment()) -> MaterialMaps:
     """Maps of real CT slices (z, y, x HU at ``pixel_mm``) on a ``size`` x ``size`` grid of ``fov_mm``.
 
-    The source blur is undone (resolution boost), the body is centred and scaled by ``augment.body_scale``,
-    the iodine scaled, and the maps and mask warped by ``augment.elastic_mm``.
+    Only the :func:`trunk` is kept (air elsewhere); the source blur is undone (resolution boost), the trunk
+    is centred (:func:`body_frame`) and scaled by ``augment.body_scale``, the iodine scaled, and the maps
+    and mask warped by ``augment.elastic_mm``. ``augment.dose_scale`` acts on the scanner, not the maps.
     """
     hu = np.asarray(hu, np.float32)
+    body = trunk(hu, pixel_mm)
+    hu = np.where(body, hu, np.float32(-1000.0))
     sigma = SOURCE_PSF_MM / pixel_mm
     boosted = hu + (hu - ndimage.gaussian_filter(hu, (0, sigma, sigma)))
-    body = hu > -500
-    if not body.any():
-        raise ValueError("real_maps: no body (CT numbers above -500 HU) in the slices")
-    ys, xs = np.nonzero(body.any(axis=0))
-    centre = np.array([(ys.min() + ys.max()) / 2.0, (xs.min() + xs.max()) / 2.0])
+    centre = np.array(body_frame(body, pixel_mm)[0])
     out_px = fov_mm / size
     step = out_px / pixel_mm / augment.body_scale  # source pixels per output pixel
     grid = (np.arange(size) - (size - 1) / 2.0) * step

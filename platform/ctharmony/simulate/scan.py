@@ -10,7 +10,9 @@ dual-energy pair (Poisson + electronic noise, water beam-hardening correction, d
 - ``M40`` / ``M60`` / ``M80``: noise-optimised virtual mono (Mono+), ``M40_plain`` ...: plain virtual mono;
 - ``OPT``: the optimum-contrast blend; ``T40`` / ``T60`` / ``T80``: the noise-free truth (unblurred);
 
-all (z, size, size) float32 HU. ``timings`` records the seconds of each stage.
+all (z, size, size) float32 HU. ``timings`` records the seconds of each stage. ``series`` limits the work to
+the images named (plus ``LOW``, ``HIGH``, ``FBP`` and the truth, always made): e.g. no IR when no ``IR`` /
+``IR_<level>`` is asked for.
 
 Example (``maps`` from :mod:`ctharmony.simulate.anatomy`; see tests/simulate for runs)::
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Collection
 
 import numpy as np
 
@@ -69,9 +72,16 @@ class Scanner:
         return lines.reshape(c, z, *lines.shape[1:])
 
     def reconstruct(self, lines: np.ndarray, maps: MaterialMaps, rng: np.random.Generator | None,
-                    thickness_mm: float | None = None) -> dict[str, np.ndarray]:
-        """Every image of the site from cached line integrals (see the module docstring); ``rng=None``: no noise."""
+                    thickness_mm: float | None = None, series: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """Every image of the site from cached line integrals (see the module docstring); ``rng=None``: no noise.
+
+        ``series``: only these images (and ``LOW``, ``HIGH``, ``FBP``, ``T40`` / ``T60`` / ``T80``); None: all.
+        """
         site, d, k = self.site, self.site.dual_energy, self.site.kernels
+
+        def wanted(name: str) -> bool:
+            return series is None or name in series
+
         thick = site.slice_thickness_mm if thickness_mm is None else thickness_mm
         z = lines.shape[1]
         t = time.perf_counter()
@@ -80,30 +90,35 @@ class Scanner:
         mix = d.mix_low_weight * sino["low"] + (1.0 - d.mix_low_weight) * sino["high"]
         t1 = time.perf_counter()
         self.timings["detect"] += t1 - t
-        batch = np.concatenate([sino["low"], sino["high"], mix, mix])
-        kernels = [k["standard"]] * (2 * z) + [k["soft"]] * z + [k["sharp"]] * z
+        roles = [role for role in ("soft", "sharp") if wanted(f"FBP_{role}")]
+        batch = np.concatenate([sino["low"], sino["high"], *([mix] * len(roles))])
+        kernels = [k["standard"]] * (2 * z) + [kernel for role in roles for kernel in [k[role]] * z]
         rel = fbp_relative(self.projector, batch, kernels, self.pixel_mm)
-        low, high, soft, sharp = (to_hu(rel[i * z:(i + 1) * z]) for i in range(4))
+        low, high, *others = (to_hu(rel[i * z:(i + 1) * z]) for i in range(2 + len(roles)))
         t2 = time.perf_counter()
         self.timings["fbp"] += t2 - t1
-        out = {"LOW": low, "HIGH": high, "FBP": de.mixed(low, high, d.mix_low_weight), "FBP_soft": soft,
-               "FBP_sharp": sharp}
-        start = 1.0 + out["FBP"] / 1000.0
-        levels = list(site.ir.strengths)
-        ir = iterative(self.projector, mix, k["standard"], self.pixel_mm, [site.ir.strengths[lv] for lv in levels],
-                       site.ir.iterations, start=start)
-        for j, level in enumerate(levels):
-            out[f"IR_{level}"] = ir[j]
-        out["IR"] = out[f"IR_{site.ir.archive_strength}"]
+        out = {"LOW": low, "HIGH": high, "FBP": de.mixed(low, high, d.mix_low_weight)}
+        out.update({f"FBP_{role}": image for role, image in zip(roles, others, strict=True)})
+        levels = [lv for lv in site.ir.strengths
+                  if wanted(f"IR_{lv}") or (lv == site.ir.archive_strength and wanted("IR"))]
+        if levels:
+            ir = iterative(self.projector, mix, k["standard"], self.pixel_mm, [site.ir.strengths[lv] for lv in levels],
+                           site.ir.iterations, start=1.0 + out["FBP"] / 1000.0)
+            out.update({f"IR_{level}": ir[j] for j, level in enumerate(levels)})
+            if site.ir.archive_strength in levels:
+                out["IR"] = out[f"IR_{site.ir.archive_strength}"]
         t3 = time.perf_counter()
         self.timings["ir"] += t3 - t2
         k_low = de.iodine_hu_per_mg_ml(d.low)
         k_high = de.iodine_hu_per_mg_ml(d.high)
         split = d.mono_plus_split_mm / self.pixel_mm
         for name, kev in MONO_KEV.items():
-            out[f"{name}_plain"] = de.mono(low, high, kev, k_low, k_high)
-            out[name] = de.mono_plus(low, high, kev, k_low, k_high, d.mono_plus_kev, split)
-        out["OPT"] = de.optimum_contrast(low, high, self.pixel_mm)
+            if wanted(f"{name}_plain"):
+                out[f"{name}_plain"] = de.mono(low, high, kev, k_low, k_high)
+            if wanted(name):
+                out[name] = de.mono_plus(low, high, kev, k_low, k_high, d.mono_plus_kev, split)
+        if wanted("OPT"):
+            out["OPT"] = de.optimum_contrast(low, high, self.pixel_mm)
         for name, kev in MONO_KEV.items():
             truth = maps.mono_hu(kev)
             out["T" + name[1:]] = truth if truth.ndim == 3 else truth[None]
