@@ -225,7 +225,7 @@ class SeriesQuality:
     """``quality(record, true_mask, exam)``: the image-quality columns of one mask-table row.
 
     Originals are read from the catalog's files (``files``: series key -> file list), converted series
-    from the row's ``output_dir``. Truth images are read once per exam.
+    from the row's ``output_dir``. Truth images are read once per exam; only the current exam's are held.
     """
 
     def __init__(self, files: dict[str, list[str]], truth_images: str | Path | None = None,
@@ -241,6 +241,8 @@ class SeriesQuality:
         if self.truth_images is None or name is None:
             return None
         key = (study, name)
+        if any(cached != study for cached, _ in self._truth):  # rows come exam by exam: hold one exam's images
+            self._truth.clear()
         if key not in self._truth:
             self._truth[key] = load_truth_image(self.truth_images, study, name)
         return self._truth[key]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ctharmony.evaluate import image_quality
-from ctharmony.evaluate.cohort import ORIGINAL, Cohort, build_cohort
+from ctharmony.evaluate.cohort import Cohort, build_cohort
 from ctharmony.evaluate.mlflow_log import DEFAULT_EXPERIMENT, log_evaluation
 from ctharmony.evaluate.report import ReportFiles, headline, write_report
 
@@ -38,15 +38,14 @@ find_catalog = image_quality.find_catalog  # where it lives now; kept importable
 
 def image_loader(cohort: Cohort, catalog: Path | None) -> Callable[[str, str, str], np.ndarray | None]:
     """``images(exam, protocol, method)``: originals from the catalog's files, converted ones from output_dir."""
-    files = image_quality.series_files(catalog)
+    quality = image_quality.SeriesQuality(image_quality.series_files(catalog))  # one rule for where a series is
 
     def images(exam: str, protocol: str, method: str) -> np.ndarray | None:
         rows = cohort.sources
         match = rows[(rows["exam"] == exam) & (rows["protocol"] == protocol) & (rows["method"] == method)]
         if match.empty:
             return None
-        row = match.iloc[0]
-        volume = image_quality.read_volume(files.get(row["series_key"]) if method == ORIGINAL else row["output_dir"])
+        volume = image_quality.read_volume(quality.source(match.iloc[0].to_dict()))
         return None if volume is None else volume.hu
 
     return images
