@@ -529,18 +529,25 @@ def sweep(
 @app.command()
 def demo(
     out: Annotated[str, typer.Option(help="Folder for the archives, models' outputs and the report.")] = "demo-out",
-    train_patients: Annotated[int, typer.Option(help="Phantom patients for training.")] = 8,
-    test_patients: Annotated[int, typer.Option(help="Phantom patients for the test cohort.")] = 6,
+    train_patients: Annotated[int, typer.Option(help="Patients for training.")] = 8,
+    test_patients: Annotated[int, typer.Option(help="Patients for the test cohort.")] = 6,
     size: Annotated[int, typer.Option(help="Image matrix (pixels).")] = 96,
     slices: Annotated[int, typer.Option(help="Slices per series.")] = 24,
-    seed: Annotated[int, typer.Option(help="Phantom seed.")] = 7,
+    seed: Annotated[int, typer.Option(help="Archive seed.")] = 7,
+    archive: Annotated[str, typer.Option(help="phantom (the image-domain phantom) or simulated (projection-domain "
+                                              "scanner physics at two sites; use --harmonizer-spec cpu-texture).")]
+    = "phantom",
+    harmonizer_spec: Annotated[str, typer.Option(help="The harmonizer's spec (name or YAML path).")] = "cpu-small",
 ) -> None:
-    """The main job on the embedded default: phantom -> catalog -> training -> `ray job submit` -> report."""
+    """The main job on the embedded default: synthetic archive -> catalog -> training -> `ray job submit` -> report."""
     from pathlib import Path
 
-    from ctharmony.demo import DemoPlan, run_demo
+    from ctharmony.demo import ARCHIVES, DemoPlan, run_demo
 
-    plan = DemoPlan(train_patients=train_patients, test_patients=test_patients, size=size, slices=slices, seed=seed)
+    if archive not in ARCHIVES:
+        raise typer.BadParameter(f"--archive must be one of {', '.join(ARCHIVES)}, got {archive!r}")
+    plan = DemoPlan(train_patients=train_patients, test_patients=test_patients, size=size, slices=slices, seed=seed,
+                    archive=archive, harmonizer_spec=harmonizer_spec)
     outcome = run_demo(Path(out), plan)
     typer.echo("\n" + outcome.headline)
     typer.echo(f"\nReport:  {outcome.report}")
@@ -557,13 +564,17 @@ def benchmark(
     real_series: Annotated[str | None, typer.Option(help="A real CT series folder (DICOM): the real-anatomy "
                                                              "cohort is re-simulated from it.")] = None,
     real_mask: Annotated[str | None, typer.Option(help="The real series' liver mask (NIfTI).")] = None,
-    train_patients: Annotated[int, typer.Option(help="Simulated phantom patients for training.")] = 12,
+    train_patients: Annotated[int, typer.Option(help="Simulated phantom patients for training.")] = 16,
+    train_augment: Annotated[bool, typer.Option(help="Scan the training patients at drawn doses.")] = True,
     test_patients: Annotated[int, typer.Option(help="Synthetic test patients (training sites).")] = 4,
     real_patients: Annotated[int, typer.Option(help="Augmented copies of the real anatomy.")] = 3,
     unseen_patients: Annotated[int, typer.Option(help="Patients at the unseen site.")] = 3,
     size: Annotated[int, typer.Option(help="Image matrix (pixels).")] = 128,
     slices: Annotated[int, typer.Option(help="Slices per series.")] = 16,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 11,
+    harmonizer_set: Annotated[list[str] | None, typer.Option(
+        "--harmonizer-set", help="KEY=VALUE for the harmonizer's spec (cpu-texture), e.g. loss.texture=0 "
+        "train.epochs_stage2=2 for cpu-small, the paper's recipe. Repeatable.")] = None,
 ) -> None:
     """Where the GAN beats a linear map: train on simulated sites, test synthetic / real anatomy / an unseen site."""
     from pathlib import Path
@@ -577,7 +588,8 @@ def benchmark(
             raise typer.BadParameter(f"{path} does not exist")
     plan = BenchmarkPlan(
         train_patients=train_patients, test_patients=test_patients, real_patients=real_patients,
-        unseen_patients=unseen_patients, size=size, slices=slices, seed=seed,
+        unseen_patients=unseen_patients, size=size, slices=slices, seed=seed, train_augment=train_augment,
+        harmonizer_overrides=tuple(harmonizer_set or ()),
         real_series=Path(real_series).resolve() if real_series else None,
         real_mask=Path(real_mask).resolve() if real_mask else None,
     )

@@ -2,13 +2,17 @@
 
 Stages, each a real component (nothing is faked or skipped):
 
-1. phantom: two synthetic multi-site, six-protocol archives — training and test patients apart;
+1. archives: two synthetic multi-site, six-protocol archives — training and test patients apart — of
+   the image-domain phantom (:mod:`ctharmony.phantom`) or, with ``archive="simulated"``, simulated in
+   the projection domain (:mod:`ctharmony.simulate`: scanner physics, noise, kernels, iterative
+   reconstruction, dual energy; training patients at drawn doses);
 2. catalog: header-only Ray Data scan of both archives;
 3. segmenter: the reference liver U-Net trained on M80 only (MLflow: ``ctharmony-liver-unet``);
 4. harmonizer: two-stage GAN training with Ray Train DDP (MLflow: ``ctharmony-harmonizer``);
 5. convert: ``ray job submit`` of ``jobs/convert_archive.py`` to a local head on 127.0.0.1; the two
    baselines (histogram matching, linear HU recalibration) through the same conversion pipeline;
-6. evaluate: cohort report (Dice, volumes, CCC, Bland-Altman) to Markdown/HTML and MLflow.
+6. evaluate: cohort report (Dice, volumes, CCC, Bland-Altman; on simulated archives also noise, NPS,
+   edge width and MAE / SSIM against the noise-free T80) to Markdown/HTML and MLflow.
 
 Example:
     $ ctharmony demo --out demo-out
@@ -27,12 +31,15 @@ from typing import Any
 from ctharmony.stages import timed_stage
 
 log = logging.getLogger("ctharmony.demo")
+ARCHIVES = ("phantom", "simulated")
+SIMULATED_SITES = ("siemens-force", "ge-revolution", "canon-aquilion")  # the first ``sites`` of them
 
 
 @dataclasses.dataclass
 class DemoPlan:
     """Sizes of the demo; the defaults fit a 2-core laptop in about ten minutes."""
 
+    archive: str = "phantom"  # "phantom" (image domain) or "simulated" (scanner physics; see README)
     train_patients: int = 8
     test_patients: int = 6
     slices: int = 24
@@ -40,10 +47,16 @@ class DemoPlan:
     sites: int = 2
     seed: int = 7
     workers: int = 2
-    harmonizer_spec: str = "cpu-small"
+    harmonizer_spec: str = "cpu-small"  # cpu-texture for a simulated archive (its noise texture matters)
     segmenter_spec: str = "liver-unet"
     harmonizer_overrides: tuple[str, ...] = ()
     segmenter_overrides: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.archive not in ARCHIVES:
+            raise ValueError(f"demo: archive must be one of {', '.join(ARCHIVES)}, got {self.archive!r}")
+        if self.archive == "simulated" and not 1 <= self.sites <= len(SIMULATED_SITES):
+            raise ValueError(f"demo: a simulated archive has 1 to {len(SIMULATED_SITES)} sites, got {self.sites}")
 
 
 @dataclasses.dataclass
@@ -88,11 +101,13 @@ def run_demo(out: Path, plan: DemoPlan | None = None) -> DemoOutcome:
 def _run_demo(out: Path, plan: DemoPlan | None) -> DemoOutcome:
     from ctharmony import cluster
     from ctharmony.archive.catalog import build_catalog
+    from ctharmony.archive.protocols import PAPER_PROTOCOLS
     from ctharmony.baselines import fit_and_save_baselines
     from ctharmony.evaluate.run import evaluate
     from ctharmony.infer.local_head import run_job_on_local_head
     from ctharmony.infer.pipeline import convert_archive
     from ctharmony.phantom import generate_archive
+    from ctharmony.simulate import simulate_archive
     from ctharmony.train.launch import train
     from ctharmony.train.segmenter import train_segmenter
 
@@ -102,12 +117,18 @@ def _run_demo(out: Path, plan: DemoPlan | None) -> DemoOutcome:
     seconds: dict[str, float] = {}
     train_dir, test_dir = out / "archive-train", out / "archive-test"
 
-    def phantoms() -> None:
-        common = dict(slices=plan.slices, size=plan.size, sites=plan.sites)
-        generate_archive(train_dir, patients=plan.train_patients, seed=plan.seed, **common)
-        generate_archive(test_dir, patients=plan.test_patients, seed=plan.seed + 1000, preview=True, **common)
+    def archives() -> None:
+        if plan.archive == "phantom":
+            common = dict(slices=plan.slices, size=plan.size, sites=plan.sites)
+            generate_archive(train_dir, patients=plan.train_patients, seed=plan.seed, **common)
+            generate_archive(test_dir, patients=plan.test_patients, seed=plan.seed + 1000, preview=True, **common)
+            return
+        sites = SIMULATED_SITES[: plan.sites]
+        common = dict(slices=plan.slices, size=plan.size, sites=sites, series=PAPER_PROTOCOLS)
+        simulate_archive(train_dir, patients=plan.train_patients, seed=plan.seed, augment=True, **common)
+        simulate_archive(test_dir, patients=plan.test_patients, seed=plan.seed + 1000, **common)
 
-    _stage("phantom", seconds, phantoms)
+    _stage(plan.archive, seconds, archives)
     cluster.connect()
 
     def catalogs() -> None:
@@ -159,6 +180,7 @@ def _run_demo(out: Path, plan: DemoPlan | None) -> DemoOutcome:
         "evaluate",
         seconds,
         lambda: evaluate([results, *baseline_results], out / "report", truth=test_dir / "masks",
+                         truth_images=(test_dir / "truth") if plan.archive == "simulated" else None,
                          catalog=test_dir / "catalog.parquet"),
     )
     return DemoOutcome(

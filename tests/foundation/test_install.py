@@ -93,7 +93,7 @@ def test_the_installed_package_finds_its_data_outside_the_checkout(installed):
     from ctharmony import __version__
 
     assert f"ctharmony=={__version__}" in out["requirements"]  # a logged model pins the package that wrote it
-    assert out["staged_specs"] == ["cpu-small.yaml", "liver-unet.yaml", "paper.yaml"]
+    assert out["staged_specs"] == ["cpu-small.yaml", "cpu-texture.yaml", "liver-unet.yaml", "paper.yaml"]
 
 
 @pytest.mark.slow

@@ -28,13 +28,15 @@ class Subset:
     patients: int
     seed: int
     description: str
+    augment: bool | None = None  # vary each patient (dose, ...); None: the simulator's default for the anatomy
 
 
 @dataclasses.dataclass
 class BenchmarkPlan:
     """Sizes of the benchmark; the defaults fit ``make benchmark`` on 2 cores in under 30 minutes."""
 
-    train_patients: int = 12
+    train_patients: int = 16
+    train_augment: bool = True  # training patients scanned at drawn doses (real archives vary in dose)
     test_patients: int = 4
     real_patients: int = 3
     unseen_patients: int = 3
@@ -48,11 +50,16 @@ class BenchmarkPlan:
     real_mask: Path | None = None
     seed: int = 11
     workers: int = 2
-    harmonizer_spec: str = "cpu-small"
+    harmonizer_spec: str = "cpu-texture"  # cpu-small + the noise-texture loss (models/cpu-texture.md)
     segmenter_spec: str = "liver-unet"
     harmonizer_overrides: tuple[str, ...] = ()
     segmenter_overrides: tuple[str, ...] = ()
     experiment: str = "ctharmony-benchmark"
+
+    def training(self) -> Subset:
+        """The training archive: phantom patients at the training sites."""
+        return Subset("train", "phantom", self.train_sites, self.train_patients, self.seed, "training",
+                      augment=self.train_augment)
 
     def subsets(self) -> list[Subset]:
         """The test cohorts; real anatomy only when a real series and its mask are given."""

@@ -56,7 +56,7 @@ def simulate_subset(folder: Path, subset: Subset, plan: BenchmarkPlan, series: t
     if subset.anatomy == "real":
         extra = {"anatomy": "real", "real_series": plan.real_series, "real_mask": plan.real_mask}
     return simulate_archive(folder, patients=subset.patients, slices=plan.slices, size=plan.size,
-                            sites=subset.sites, seed=subset.seed, series=series, **extra)
+                            sites=subset.sites, seed=subset.seed, series=series, augment=subset.augment, **extra)
 
 
 def join_catalogs(paths: list[Path], out: Path) -> Path:
@@ -96,7 +96,7 @@ def run_benchmark(out: Path, plan: BenchmarkPlan | None = None) -> BenchmarkOutc
     subsets = plan.subsets()
     train_dir = out / "archive-train"
     test_dirs = {s.name: out / f"archive-{s.name}" for s in subsets}
-    train_subset = Subset("train", "phantom", plan.train_sites, plan.train_patients, plan.seed, "training")
+    train_subset = plan.training()
 
     def simulate() -> dict[str, set[str]]:
         simulate_subset(train_dir, train_subset, plan, plan.train_series)

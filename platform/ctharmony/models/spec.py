@@ -55,11 +55,12 @@ class UNetSpec:
 
 @dataclasses.dataclass
 class LossSpec:
-    """Stage-2 loss weights λ1 (L1), λ2 (perceptual), λ3 (GAN) and the perceptual extractor."""
+    """Stage-2 loss weights λ1 (L1), λ2 (perceptual), λ3 (GAN), λ4 (noise texture) and the perceptual extractor."""
 
     l1: float = 10.0
     perceptual: float = 1.0
     gan: float = 1.0
+    texture: float = 0.0  # log radial noise-power match to the reference (0: the paper's recipe)
     perceptual_net: str = "segmenter"  # "segmenter" (no download) or "vgg19" (needs vgg19_weights)
     vgg19_weights: str | None = None  # torchvision-format VGG19 state dict (local file)
 

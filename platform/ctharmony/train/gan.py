@@ -1,9 +1,10 @@
 """One optimisation step of each stage (BasicSR naming: net_g, net_d, loss_g_l1, loss_d_real, ...).
 
 Stage 1 trains ``net_g`` alone with L1. Stage 2 updates ``net_g`` with λ1·L1 + λ2·perceptual + λ3·GAN
-while ``net_d`` is frozen (its parameters get no gradient), then updates ``net_d`` on real and
-detached fake images. Under DDP, pass the DDP-wrapped nets: the G step calls ``net_d``'s inner module
-(no gradient sync for a frozen net), the D step the wrapper.
+(+ λ4·texture, :func:`ctharmony.train.losses.texture_loss`, when ``loss.texture`` > 0) while ``net_d``
+is frozen (its parameters get no gradient), then updates ``net_d`` on real and detached fake images.
+Under DDP, pass the DDP-wrapped nets: the G step calls ``net_d``'s inner module (no gradient sync for a
+frozen net), the D step the wrapper.
 
 Example::
 
@@ -17,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ctharmony.config import LossSpec
-from ctharmony.train.losses import gan_loss, l1_loss
+from ctharmony.config import IntensitySpec, LossSpec
+from ctharmony.train.losses import gan_loss, l1_loss, texture_loss
 
 
 def unwrap(net: nn.Module) -> nn.Module:
@@ -51,8 +52,13 @@ def stage2_step(
     y: torch.Tensor,
     loss: LossSpec,
     perceptual: nn.Module | None,
+    intensity: IntensitySpec | None = None,
 ) -> dict[str, float]:
-    """Real-ESRGAN stage 2: G step with D frozen, then D step on real and detached fake."""
+    """Real-ESRGAN stage 2: G step with D frozen, then D step on real and detached fake.
+
+    ``intensity``: the images' HU window, which the texture loss needs to find uniform regions (default:
+    the spec's default window).
+    """
     d_inner = unwrap(net_d)
     set_requires_grad(d_inner, False)
     opt_g.zero_grad(set_to_none=True)
@@ -61,7 +67,11 @@ def stage2_step(
     use_percep = perceptual is not None and loss.perceptual
     loss_g_percep = perceptual(fake, y) if use_percep else fake.new_zeros(())
     loss_g_gan = gan_loss(d_inner(fake), real=True)
-    total = loss.l1 * loss_g_l1 + loss.perceptual * loss_g_percep + loss.gan * loss_g_gan
+    window = intensity or IntensitySpec()
+    loss_g_texture = (texture_loss(fake, y, window.hu_max - window.hu_min, window.hu_min) if loss.texture
+                      else fake.new_zeros(()))
+    total = (loss.l1 * loss_g_l1 + loss.perceptual * loss_g_percep + loss.gan * loss_g_gan
+             + loss.texture * loss_g_texture)
     total.backward()
     opt_g.step()
 
@@ -75,6 +85,7 @@ def stage2_step(
         "loss_g_l1": float(loss_g_l1.detach()),
         "loss_g_percep": float(loss_g_percep.detach()),
         "loss_g_gan": float(loss_g_gan.detach()),
+        "loss_g_texture": float(loss_g_texture.detach()),
         "loss_g_total": float(total.detach()),
         "loss_d_real": float(loss_d_real.detach()),
         "loss_d_fake": float(loss_d_fake.detach()),

@@ -161,7 +161,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if stage == 1:
                 step = stage1_step(net_g, opt_g, x, y)
             else:
-                step = stage2_step(net_g, net_d, opt_g, opt_d, x, y, spec.loss, perceptual)
+                step = stage2_step(net_g, net_d, opt_g, opt_d, x, y, spec.loss, perceptual, spec.intensity)
             ema.update(unwrap(net_g))
             for key, value in step.items():
                 running[key] = running.get(key, 0.0) + value / steps
