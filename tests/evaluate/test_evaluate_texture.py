@@ -80,6 +80,26 @@ def test_edge_width_survives_noise_and_orders_blur():
     assert widths[0] < 0.6 * widths[1]
 
 
+def test_edge_width_against_fat_only_keeps_a_neighbouring_organ_out():
+    """A liver disk with an organ 6 px beyond its right half: the organ lifts the outer plateau of the whole
+    profile and shrinks the width; counting only the liver-fat boundary gives the true width back."""
+    pixel, n, sigma = 1.0, 128, 2.0
+    yy, xx = np.mgrid[:n, :n]
+    radius = np.hypot(yy - 63.5, xx - 63.5)
+    liver = np.broadcast_to(radius < 30.0, (2, n, n))
+    organ = ~liver & (xx > 63) & (radius > 36.0) & (radius < 50.0)
+    truth = np.where(organ, 150.0, np.where(liver, 60.0, -100.0))
+    image = ndimage.gaussian_filter(truth, (0, sigma, sigma)) + RNG.normal(0, 5, truth.shape)
+    true_width = texture.GAUSS_10_90 * sigma
+    every = texture.edge_width_mm(texture.edge_profile(image, liver, pixel, reach_mm=10.0))
+    fat_only = texture.edge_width_mm(texture.edge_profile(image, liver, pixel, reach_mm=10.0,
+                                                          outside=(truth > -150) & (truth < -50)))
+    assert fat_only == pytest.approx(true_width, rel=0.15)
+    assert every < 0.7 * true_width
+    with pytest.raises(ValueError, match="outside shape"):
+        texture.edge_profile(image, liver, pixel, outside=np.ones((n, n), bool)[None, :10])
+
+
 def test_edge_profile_needs_a_boundary_and_contrast():
     with pytest.raises(ValueError, match="no boundary"):
         texture.edge_profile(np.zeros((8, 8)), np.ones((8, 8), bool), 1.0)

@@ -15,8 +15,9 @@ The columns (NaN when an input is missing or a measure is undefined, never an er
   half-overlapping square patches wholly inside the true liver (eroded one pixel), the largest patch of
   ``PATCHES_PX`` that gives 8 patches, else 3 (``nps_patch_px``: 16 px at 128 px images, 8 px at 64 px).
 - ``edge_width_mm``: the 10-90 % width of the edge spread function across the true liver boundary
-  (within max(6 mm, 4 pixels) of it). The neighbouring organs enter its plateaus, so it compares
-  methods on the same exams; at 64 px (5 mm pixels) that anatomy can dominate it.
+  (within max(6 mm, 4 pixels) of it). With truth images, only the liver-fat boundary counts (outside
+  pixels whose T80 is in ``FAT_BAND_HU``), so neighbouring organs stay out of the outer plateau;
+  without them every neighbour enters it, and at 64 px (5 mm pixels) that anatomy can dominate it.
 - ``mae_t80_hu``, ``ssim_t80``: MAE (HU) and SSIM (abdominal window W400 L40) against the noise-free
   T80 within the body (T80 > ``BODY_HU``, holes filled), whatever the method.
 
@@ -46,6 +47,7 @@ COLUMNS = ("noise_sd_hu", "nps_peak_lp_mm", "nps_mean_lp_mm", "edge_width_mm", "
 TRUTH_OF = {"M40": "T40", "M60": "T60", "M80": "T80"}  # protocols that are a noise-free truth energy
 ERODE_MM = 6.0
 VESSEL_BAND_HU = 20.0
+FAT_BAND_HU = (-150.0, -50.0)  # T80 of fat: the only outside of the liver the edge width looks at
 MIN_ROI_PIXELS = 30
 PATCHES_PX = (32, 24, 16, 12, 8)
 MIN_PATCHES = (8, 3)  # wanted, then accepted (64 px images)
@@ -207,7 +209,8 @@ def measure(image: np.ndarray, px: float, true_mask: np.ndarray, noise_free: np.
         out["nps_peak_lp_mm"], out["nps_mean_lp_mm"] = texture.nps_peak_mean(noise, px, roi=region, patch=patch)
         out["nps_patch_px"] = float(patch)
     try:
-        profile = texture.edge_profile(image, liver, px, reach_mm=max(ERODE_MM, 4.0 * px))
+        fat = None if t80 is None else (t80 >= FAT_BAND_HU[0]) & (t80 <= FAT_BAND_HU[1])
+        profile = texture.edge_profile(image, liver, px, reach_mm=max(ERODE_MM, 4.0 * px), outside=fat)
         out["edge_width_mm"] = texture.edge_width_mm(profile)
     except ValueError as err:
         log.debug("edge width undefined: %s", err)

@@ -199,13 +199,16 @@ class EdgeProfile:
 
 
 def edge_profile(image: np.ndarray, mask: np.ndarray, pixel_mm: float, reach_mm: float = 6.0,
-                 bin_mm: float | None = None, min_pixels: int = 4) -> EdgeProfile:
+                 bin_mm: float | None = None, min_pixels: int = 4, outside: np.ndarray | None = None) -> EdgeProfile:
     """Mean HU of pixels binned by in-plane signed distance to the boundary of ``mask`` (oversampled ESF).
 
     The distance is to the boundary at sub-pixel precision (the 0.5 contour of the mask smoothed by one
     pixel), so pixels of a curved or slanted boundary fall at many distances (an axis-parallel straight
     edge gives only whole-pixel samples and a coarser profile). Bins are ``bin_mm`` (a quarter pixel by
     default) wide within ``reach_mm`` of the boundary; bins with fewer than ``min_pixels`` pixels are dropped.
+    ``outside``: the only pixels outside the mask that count (e.g. fat on a noise-free image, so that a
+    neighbouring organ does not join the outer plateau), and inside only those whose nearest outside
+    pixel is one of them; None: all pixels.
     """
     img = _stack(image).astype(np.float64)
     m = _stack(mask, "mask").astype(bool)
@@ -217,6 +220,11 @@ def edge_profile(image: np.ndarray, mask: np.ndarray, pixel_mm: float, reach_mm:
     bin_mm = bin_mm or pixel_mm / 4.0
     edges = np.arange(-reach_mm, reach_mm + bin_mm / 2, bin_mm)
     near = np.abs(np.nan_to_num(signed, nan=np.inf)) < reach_mm
+    if outside is not None:
+        allowed = _stack(outside, "outside").astype(bool)
+        if allowed.shape != img.shape:
+            raise ValueError(f"edge_profile: outside shape {allowed.shape} differs from the image's {img.shape}")
+        near &= np.stack([_facing(s, a) for s, a in zip(m, allowed, strict=True)])
     index = np.digitize(signed[near], edges) - 1
     n = len(edges) - 1
     ok = (index >= 0) & (index < n)
@@ -225,6 +233,13 @@ def edge_profile(image: np.ndarray, mask: np.ndarray, pixel_mm: float, reach_mm:
     keep = count >= min_pixels
     centres = 0.5 * (edges[1:] + edges[:-1])
     return EdgeProfile(distance_mm=centres[keep], esf=total[keep] / count[keep])
+
+
+def _facing(mask: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Pixels of one slice on an allowed stretch of the boundary: allowed outside pixels, and inside
+    pixels whose nearest outside pixel is allowed (so the inner side of another boundary stays out too)."""
+    _, (rows, cols) = ndimage.distance_transform_edt(mask, return_indices=True)
+    return np.where(mask, allowed[rows, cols], allowed)
 
 
 def _signed_distance(mask: np.ndarray, reach_px: float) -> np.ndarray:

@@ -24,7 +24,7 @@ from torch import nn
 from ctharmony.models.hu_model import rewindow
 from ctharmony.models.spec import IntensitySpec
 
-TEXTURE_SIGMAS = (0.5, 1.0, 2.0, 4.0)  # px: three noise bands, finest first
+TEXTURE_SIGMAS = (0.5, 1.0, 2.0, 4.0)  # px: four difference-of-Gaussian bands (image - σ0.5, ..., σ2 - σ4)
 
 
 def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
