@@ -460,8 +460,10 @@ def train_harmonizer(
     last = outcome.metrics
     for key in sorted(k for k in last if k.startswith("val/mae_hu/")):
         protocol = key.rsplit("/", 1)[1]
-        dice = last.get(f"val/dice/{protocol}")
+        dice, noise = last.get(f"val/dice/{protocol}"), last.get(f"val/noise_ratio/{protocol}")
         typer.echo(f"  {protocol:<4} MAE {last[key]:7.1f} HU (raw {last[f'val/mae_hu_raw/{protocol}']:7.1f})"
+                   + (f"  noise {noise:.2f}x M80's (raw {last[f'val/noise_ratio_raw/{protocol}']:.2f}x)"
+                      if noise is not None else "")
                    + (f"  Dice {dice:.3f}" if dice is not None else ""))
     typer.echo(f"harmonizer: {outcome.model_uri} (MLflow run {outcome.run_id}"
                + (f", ctharmony-harmonizer version {outcome.registered_version})" if register else ")"))

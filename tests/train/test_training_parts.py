@@ -109,6 +109,28 @@ def test_validation_metrics_on_a_known_model() -> None:
     assert slice_indices(10, 4) == [0, 3, 6, 9]
 
 
+def test_validation_noise_ratio_is_the_fine_noise_sd_over_the_references() -> None:
+    class Shift(torch.nn.Module):  # -100 HU: noise untouched
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x - 100.0 / 3072.0
+
+    spec = ModelSpec(name="t", intensity=IntensitySpec(-1024.0, 2048.0))
+    rng = np.random.default_rng(1)
+    m80 = rng.normal(40.0, 12.0, (6, 48, 48)).astype(np.float32)  # uniform tissue, noise SD 12 HU
+    m80[:, :, :8] = -1000.0  # air at one side: never counted
+    study = {"M80": m80, "IR": 0.5 * (m80 - 40.0) + 140.0, "M40": m80 + 100.0}  # IR: half the noise
+    sums = [validation_sums(HUModel(Shift(), spec), None, [study], ("IR", "M40"), "M80", 6, rank, 2)
+            for rank in range(2)]
+    metrics = metrics_from_sums(sums[0] + sums[1], ("IR", "M40"), 3072.0, with_dice=False)
+    assert metrics["val/noise_ratio/M40"] == pytest.approx(1.0, abs=1e-3)
+    assert metrics["val/noise_ratio/IR"] == pytest.approx(0.5, abs=1e-3)
+    assert metrics["val/noise_ratio_raw/IR"] == pytest.approx(0.5, abs=1e-3)
+    from ctharmony.train.losses import flat_regions
+
+    flat = flat_regions(torch.from_numpy(m80)[:, None], hu_per_unit=1.0, hu_min=0.0)
+    assert not flat[..., :10].any() and flat[..., 12:].float().mean() > 0.8  # air and its edge left out
+
+
 def test_segmenter_batches_are_aligned_patches_or_whole_slices() -> None:
     from ctharmony.train.segmenter import sample_batches
 

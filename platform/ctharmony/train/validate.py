@@ -1,8 +1,10 @@
-"""Validation on held-out patients: MAE (HU), PSNR and liver Dice per input protocol.
+"""Validation on held-out patients: MAE (HU), PSNR, noise ratio and liver Dice per input protocol.
 
 For every validation study and input protocol P, whole slices are converted by the generator and
 compared with the real reference (M80) slice: MAE in HU (and the raw input's MAE, for comparison),
-PSNR over the model's HU window, and the Dice of the reference segmenter's mask on the converted
+PSNR over the model's HU window, the fine-noise SD (image minus its σ = 1 px blur) over the
+reference's where the reference is uniform (``val/noise_ratio/P``, and ``_raw`` for the input: what the
+texture loss aims at 1), and the Dice of the reference segmenter's mask on the converted
 image against its mask on the real M80 (the paper's ground truth). Ranks take interleaved slices and
 the sums are all-reduced, so every rank reports the same figures.
 
@@ -22,10 +24,12 @@ import torch
 
 from ctharmony.evaluate.metrics import dice_from_counts
 from ctharmony.models.hu_model import HUModel
+from ctharmony.train.losses import flat_regions, gaussian_blur
 
 # columns of the per-protocol sums
-MAE, RAW, SSE, COUNT, INTER, PRED, GT, RAW_INTER, RAW_PRED = range(9)
-N_SUMS = 9
+MAE, RAW, SSE, COUNT, INTER, PRED, GT, RAW_INTER, RAW_PRED, NOISE, RAW_NOISE, REF_NOISE = range(12)
+N_SUMS = 12
+NOISE_SIGMA_PX = 1.0  # fine-noise band: the image minus its Gaussian blur of this SD
 
 
 def slice_indices(depth: int, count: int) -> list[int]:
@@ -66,6 +70,7 @@ def validation_sums(
             continue
         reference = torch.from_numpy(study[target][mine])
         truth = _predict(segmenter, study[target][mine]) > 0.5 if segmenter is not None else None
+        flat = flat_regions(reference[:, None], hu_per_unit=1.0, hu_min=0.0)[:, 0]  # HU in, HU thresholds
         for row, protocol in enumerate(protocols):
             if protocol not in study:
                 continue
@@ -75,6 +80,9 @@ def validation_sums(
             sums[row, RAW] += (raw - reference).abs().sum().double()
             sums[row, SSE] += ((converted - reference).double() ** 2).sum()
             sums[row, COUNT] += reference.numel()
+            sums[row, NOISE] += _fine_noise_power(converted, flat)
+            sums[row, RAW_NOISE] += _fine_noise_power(raw, flat)
+            sums[row, REF_NOISE] += _fine_noise_power(reference, flat)
             if truth is not None:
                 pred = _predict(segmenter, converted.numpy()) > 0.5
                 raw_pred = _predict(segmenter, study[protocol][mine]) > 0.5
@@ -85,6 +93,13 @@ def validation_sums(
                 sums[row, RAW_PRED] += raw_pred.sum()
     harmonizer.train(was_training)
     return sums
+
+
+def _fine_noise_power(hu: torch.Tensor, flat: torch.Tensor) -> float:
+    """Sum over the ``flat`` pixels of the squared fine-noise band of (S, H, W) HU slices."""
+    x = hu[:, None].float()
+    band = (x - gaussian_blur(x, NOISE_SIGMA_PX))[:, 0]
+    return float((band.double() ** 2)[flat].sum())
 
 
 def metrics_from_sums(
@@ -102,6 +117,9 @@ def metrics_from_sums(
         out[f"val/mae_hu/{protocol}"] = mae
         out[f"val/mae_hu_raw/{protocol}"] = s[RAW] / s[COUNT]
         out[f"val/psnr/{protocol}"] = 10.0 * math.log10(window**2 / max(mse, 1e-12))
+        if s[REF_NOISE] > 0:  # fine-noise SD over the reference's, where the reference is uniform
+            out[f"val/noise_ratio/{protocol}"] = math.sqrt(s[NOISE] / s[REF_NOISE])
+            out[f"val/noise_ratio_raw/{protocol}"] = math.sqrt(s[RAW_NOISE] / s[REF_NOISE])
         maes.append(mae)
         if with_dice:
             dice = dice_from_counts(s[INTER], s[PRED], s[GT])
