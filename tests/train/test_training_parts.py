@@ -89,18 +89,24 @@ def test_ema_and_lr_schedule() -> None:
     assert [epoch_lr(spec, e) for e in range(4)] == pytest.approx([1.0, 0.95, 0.1, 0.095])
 
 
-def test_validation_metrics_on_a_known_model() -> None:
-    class Shift(torch.nn.Module):  # converts M40 exactly to M80 in this toy: subtracts 100 HU
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x - 100.0 / 3072.0
+class Shift(torch.nn.Module):
+    """A toy harmonizer that subtracts 100 HU: converts ``M40 = M80 + 100`` exactly, noise untouched."""
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - 100.0 / 3072.0
+
+
+def _validate_shift(study: dict[str, np.ndarray], protocols: tuple[str, ...], slices: int) -> dict[str, float]:
+    """Validation metrics of :class:`Shift` on one study, its slices split over two ranks and summed."""
     spec = ModelSpec(name="t", intensity=IntensitySpec(-1024.0, 2048.0))
-    rng = np.random.default_rng(0)
-    m80 = rng.normal(0, 10, (6, 16, 16)).astype(np.float32)
-    study = {"M80": m80, "M40": m80 + 100.0}
-    sums = [validation_sums(HUModel(Shift(), spec), None, [study], ("M40", "M80"), "M80", 4, rank, 2)
+    sums = [validation_sums(HUModel(Shift(), spec), None, [study], protocols, "M80", slices, rank, 2)
             for rank in range(2)]
-    metrics = metrics_from_sums(sums[0] + sums[1], ("M40", "M80"), 3072.0, with_dice=False)
+    return metrics_from_sums(sums[0] + sums[1], protocols, 3072.0, with_dice=False)
+
+
+def test_validation_metrics_on_a_known_model() -> None:
+    m80 = np.random.default_rng(0).normal(0, 10, (6, 16, 16)).astype(np.float32)
+    metrics = _validate_shift({"M80": m80, "M40": m80 + 100.0}, ("M40", "M80"), 4)
     assert metrics["val/mae_hu_raw/M40"] == pytest.approx(100.0, abs=1e-3)
     assert metrics["val/mae_hu/M40"] == pytest.approx(0.0, abs=1e-2)
     assert metrics["val/mae_hu/M80"] == pytest.approx(100.0, abs=1e-2)
@@ -110,18 +116,10 @@ def test_validation_metrics_on_a_known_model() -> None:
 
 
 def test_validation_noise_ratio_is_the_fine_noise_sd_over_the_references() -> None:
-    class Shift(torch.nn.Module):  # -100 HU: noise untouched
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x - 100.0 / 3072.0
-
-    spec = ModelSpec(name="t", intensity=IntensitySpec(-1024.0, 2048.0))
-    rng = np.random.default_rng(1)
-    m80 = rng.normal(40.0, 12.0, (6, 48, 48)).astype(np.float32)  # uniform tissue, noise SD 12 HU
+    m80 = np.random.default_rng(1).normal(40.0, 12.0, (6, 48, 48)).astype(np.float32)  # uniform, SD 12 HU
     m80[:, :, :8] = -1000.0  # air at one side: never counted
     study = {"M80": m80, "IR": 0.5 * (m80 - 40.0) + 140.0, "M40": m80 + 100.0}  # IR: half the noise
-    sums = [validation_sums(HUModel(Shift(), spec), None, [study], ("IR", "M40"), "M80", 6, rank, 2)
-            for rank in range(2)]
-    metrics = metrics_from_sums(sums[0] + sums[1], ("IR", "M40"), 3072.0, with_dice=False)
+    metrics = _validate_shift(study, ("IR", "M40"), 6)
     assert metrics["val/noise_ratio/M40"] == pytest.approx(1.0, abs=1e-3)
     assert metrics["val/noise_ratio/IR"] == pytest.approx(0.5, abs=1e-3)
     assert metrics["val/noise_ratio_raw/IR"] == pytest.approx(0.5, abs=1e-3)
