@@ -71,6 +71,7 @@ def validation_sums(
         reference = torch.from_numpy(study[target][mine])
         truth = _predict(segmenter, study[target][mine]) > 0.5 if segmenter is not None else None
         flat = flat_regions(reference[:, None], hu_per_unit=1.0, hu_min=0.0)[:, 0]  # HU in, HU thresholds
+        reference_noise = _fine_noise_power(reference, flat)
         for row, protocol in enumerate(protocols):
             if protocol not in study:
                 continue
@@ -82,7 +83,7 @@ def validation_sums(
             sums[row, COUNT] += reference.numel()
             sums[row, NOISE] += _fine_noise_power(converted, flat)
             sums[row, RAW_NOISE] += _fine_noise_power(raw, flat)
-            sums[row, REF_NOISE] += _fine_noise_power(reference, flat)
+            sums[row, REF_NOISE] += reference_noise
             if truth is not None:
                 pred = _predict(segmenter, converted.numpy()) > 0.5
                 raw_pred = _predict(segmenter, study[protocol][mine]) > 0.5
