@@ -33,7 +33,7 @@ reproduce: setup
 	$(VENV)/bin/ctharmony demo --out reproduce-out --train-patients 16 --test-patients 43
 
 # Where the GAN beats a linear map (issue #12): simulated sites, real anatomy when REAL_CT has it, an unseen site.
-REAL_CT ?= ../shared/data/real
+REAL_CT ?= data/real
 REAL_ARGS = $(if $(wildcard $(REAL_CT)/siemens-abdomen-ct),--real-series $(REAL_CT)/siemens-abdomen-ct \
 	--real-mask $(REAL_CT)/siemens-abdomen-ct-liver.nii.gz)
 benchmark: setup

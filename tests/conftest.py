@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = REPO.parent / "shared" / "data" / "real"
 # Logical CPUs of the test Ray cluster: more than the 2 physical cores so that trial drivers, Train
 # workers and Data tasks can be scheduled together without deadlock (they are mostly idle waiting).
 TEST_RAY_CPUS = 4
@@ -29,10 +28,10 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def real_data() -> Path:
-    """The real Siemens series and liver mask in ../shared/data/real (skips when absent)."""
-    if not (REAL_DATA / "siemens-abdomen-ct").is_dir():
-        pytest.skip(f"real CT test data not found at {REAL_DATA} (see shared/data/real/README.md)")
-    return REAL_DATA
+    """The real cases of ``data/real`` (the Siemens series and its liver mask among them); fails when absent."""
+    from testkit.real_cases import require_real_data
+
+    return require_real_data()
 
 
 @pytest.fixture

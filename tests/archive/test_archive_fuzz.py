@@ -19,17 +19,15 @@ import pytest
 
 from ctharmony.archive import quarantine as q
 from testkit import fuzz_corpus as FC
+from testkit.real_cases import require_real_data
 
-REAL_SERIES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "siemens-abdomen-ct"
 _CACHE: dict = {}
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """The archive: good series and 200+ mutated files, with what the catalog must make of each."""
-    if not REAL_SERIES.is_dir():
-        pytest.skip(f"real CT test data not found at {REAL_SERIES} (see shared/data/real/README.md)")
-    built = FC.build(tmp_path_factory.mktemp("fuzz") / "archive", REAL_SERIES)
+    built = FC.build(tmp_path_factory.mktemp("fuzz") / "archive", require_real_data() / "siemens-abdomen-ct")
     assert len(built.mutants) + sum(len(g) - 1 for g in built.duplicates) >= 200
     return built
 

@@ -13,15 +13,14 @@ from ctharmony.cli import app
 from ctharmony.evaluate import metrics
 from ctharmony.simulate import simulate_archive
 from ctharmony.simulate.real import load_real
+from testkit.real_cases import SIEMENS, SIEMENS_LIVER, require_real_data
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
-SERIES, MASK = REAL / "siemens-abdomen-ct", REAL / "siemens-abdomen-ct-liver.nii.gz"
+SERIES, MASK = SIEMENS, SIEMENS_LIVER
 SLICES = 4
 
 
 def _need_real_data() -> None:
-    if not SERIES.is_dir():
-        pytest.skip(f"real CT test data not found at {REAL} (see shared/data/real/README.md)")
+    require_real_data()
 
 
 @pytest.fixture(scope="module")
