@@ -10,12 +10,15 @@ TORCH_CPU ?= torch==2.13.0
 
 setup: $(STAMP)
 
+# pip's own output goes to $(SETUP_LOG) (shown only when a step fails).
+SETUP_LOG := $(VENV)/setup.log
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_CPU)
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (torch CPU, ctharmony and its dev tools; log: $(SETUP_LOG))"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@( $(PIP) --upgrade pip && $(PIP) $(TORCH_CPU) && $(PIP) -e '.[dev]' ) >$(SETUP_LOG) 2>&1 \
+		|| { tail -n 40 $(SETUP_LOG); echo "setup failed: see $(SETUP_LOG)"; exit 1; }
+	@touch $(STAMP)
 
 lint: setup
 	$(VENV)/bin/ruff check platform tests jobs bench
@@ -26,13 +29,13 @@ test: setup lint
 	PYTHONUTF8=1 $(VENV)/bin/pytest -q --doctest-modules platform/ctharmony
 
 demo: setup
-	$(VENV)/bin/ctharmony demo
+	@$(VENV)/bin/ctharmony demo
 
 # The paper-sized test cohort: 43 test exams (and 16 training patients), same pipeline as the demo.
 reproduce: setup
 	$(VENV)/bin/ctharmony demo --out reproduce-out --train-patients 16 --test-patients 43
 
-# Where the GAN beats a linear map (issue #12): simulated sites, real anatomy when REAL_CT has it, an unseen site.
+# Where the GAN beats a linear map (docs/benchmark.md): simulated sites, real anatomy when REAL_CT has it, an unseen site.
 REAL_CT ?= data/real
 REAL_ARGS = $(if $(wildcard $(REAL_CT)/siemens-abdomen-ct),--real-series $(REAL_CT)/siemens-abdomen-ct \
 	--real-mask $(REAL_CT)/siemens-abdomen-ct-liver.nii.gz)

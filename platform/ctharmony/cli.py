@@ -8,10 +8,11 @@ bad one ends the command with one line on stderr (exit code 2).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -52,6 +53,9 @@ def _preflight(check: Callable[[], Any]) -> Any:
         _fail(err)
 
 
+_OPTIONS = {"verbose": False}  # the app-wide -v, for commands that keep the terminal quiet
+
+
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -63,7 +67,29 @@ def _setup_logging(verbose: bool = False) -> None:
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
     """ctharmony: CT image standardization at archive scale."""
+    _OPTIONS["verbose"] = verbose
     _setup_logging(verbose)
+
+
+@contextlib.contextmanager
+def _quiet_job(out: str, what: str) -> Iterator[Any]:
+    """A long job's terminal: stage lines and results; Ray's, MLflow's and every other log in ``out``/ctharmony.log.
+
+    ``ctharmony -v`` shows the detail live. A failure ends the command with one line naming the log.
+    """
+    from pathlib import Path
+
+    from ctharmony.console import captured_output
+
+    log_file = Path(out).resolve() / "ctharmony.log"
+    try:
+        with captured_output(log_file, verbose=_OPTIONS["verbose"]) as console:
+            console.say(f"ctharmony {what}: full log in {log_file}" + ("" if _OPTIONS["verbose"] else " (-v shows it)"))
+            yield console
+    except Exception as err:  # noqa: BLE001 - one line, the log holds the traceback
+        logging.getLogger("ctharmony").debug("failed", exc_info=True)
+        typer.echo(f"error: {err}\nfull log: {log_file}", err=True)
+        raise typer.Exit(1) from err
 
 
 @app.command()
@@ -540,8 +566,17 @@ def demo(
                                               "scanner physics at two sites; use --harmonizer-spec cpu-texture).")]
     = "phantom",
     harmonizer_spec: Annotated[str, typer.Option(help="The harmonizer's spec (name or YAML path).")] = "cpu-small",
+    harmonizer_set: Annotated[list[str] | None, typer.Option(
+        "--harmonizer-set", help="KEY=VALUE for the harmonizer's spec, e.g. train.epochs_stage2=1. Repeatable.")]
+    = None,
+    segmenter_set: Annotated[list[str] | None, typer.Option(
+        "--segmenter-set", help="KEY=VALUE for the segmenter's spec, e.g. train.epochs_stage1=2. Repeatable.")]
+    = None,
 ) -> None:
-    """The main job on the embedded default: synthetic archive -> catalog -> training -> `ray job submit` -> report."""
+    """The main job on the embedded default: synthetic archive -> catalog -> training -> `ray job submit` -> report.
+
+    The terminal shows one line per stage and the table; the full log is in OUT/ctharmony.log (-v shows it live).
+    """
     from pathlib import Path
 
     from ctharmony.demo import ARCHIVES, DemoPlan, run_demo
@@ -549,14 +584,24 @@ def demo(
     if archive not in ARCHIVES:
         raise typer.BadParameter(f"--archive must be one of {', '.join(ARCHIVES)}, got {archive!r}")
     plan = DemoPlan(train_patients=train_patients, test_patients=test_patients, size=size, slices=slices, seed=seed,
-                    archive=archive, harmonizer_spec=harmonizer_spec)
-    outcome = run_demo(Path(out), plan)
-    typer.echo("\n" + outcome.headline)
-    typer.echo(f"\nReport:  {outcome.report}")
-    typer.echo(f"Results: {outcome.results}")
-    typer.echo(f"Models:  harmonizer {outcome.harmonizer_uri}; segmenter {outcome.segmenter_uri}")
-    typer.echo("Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in outcome.seconds.items()))
-    typer.echo("Compare runs in the MLflow UI:  ctharmony ui --port 5000  ->  http://127.0.0.1:5000")
+                    archive=archive, harmonizer_spec=harmonizer_spec,
+                    harmonizer_overrides=tuple(harmonizer_set or ()), segmenter_overrides=tuple(segmenter_set or ()))
+
+    def check() -> None:
+        from ctharmony.preflight import check_spec
+
+        check_spec(plan.harmonizer_spec, list(plan.harmonizer_overrides))
+        check_spec(plan.segmenter_spec, list(plan.segmenter_overrides))
+
+    _preflight(check)
+    with _quiet_job(out, "demo") as console:
+        outcome = run_demo(Path(out), plan)
+        console.say("\n" + outcome.headline)
+        console.say(f"\nReport:  {outcome.report}")
+        console.say(f"Results: {outcome.results}")
+        console.say(f"Models:  harmonizer {outcome.harmonizer_uri}; segmenter {outcome.segmenter_uri}")
+        console.say(f"Total:   {sum(outcome.seconds.values()):.0f} s")
+        console.say("Compare runs in the MLflow UI:  ctharmony ui --port 5000  ->  http://127.0.0.1:5000")
 
 
 @app.command()

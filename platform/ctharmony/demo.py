@@ -24,11 +24,11 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ctharmony.stages import timed_stage
+from ctharmony.stages import Stage, run_stages
 
 log = logging.getLogger("ctharmony.demo")
 ARCHIVES = ("phantom", "simulated")
@@ -72,10 +72,6 @@ class DemoOutcome:
     seconds: dict[str, float]
 
 
-def _stage(name: str, seconds: dict[str, float], fn: Callable[[], Any]) -> Any:
-    return timed_stage(name, seconds, fn, log)
-
-
 # The demo's archive is a synthetic phantom with no real patient: its pseudonym salt is pinned (unless
 # $CTHARMONY_PSEUDONYM_SALT says otherwise) so that patient keys, hence the train/validation split by
 # patient and the report's table, are the same on every machine. Real archives use the data home's
@@ -99,6 +95,21 @@ def run_demo(out: Path, plan: DemoPlan | None = None) -> DemoOutcome:
 
 
 def _run_demo(out: Path, plan: DemoPlan | None) -> DemoOutcome:
+    plan = plan or DemoPlan()
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    run = run_stages(demo_stages(out, plan), log)
+    values = run.values
+    evaluation = values["evaluate"]
+    return DemoOutcome(
+        out=out, segmenter_uri=values["segmenter"].model_uri, harmonizer_uri=values["harmonizer"].model_uri,
+        results=values["convert (ray job submit)"], report=Path(evaluation.files.html), headline=evaluation.headline,
+        seconds=run.seconds,
+    )
+
+
+def demo_stages(out: Path, plan: DemoPlan) -> list[Stage]:
+    """The demo as stages: archives, catalog, segmenter, harmonizer, baselines, conversions, evaluation."""
     from ctharmony import cluster
     from ctharmony.archive.catalog import build_catalog
     from ctharmony.archive.protocols import PAPER_PROTOCOLS
@@ -111,79 +122,77 @@ def _run_demo(out: Path, plan: DemoPlan | None) -> DemoOutcome:
     from ctharmony.train.launch import train
     from ctharmony.train.segmenter import train_segmenter
 
-    plan = plan or DemoPlan()
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
     train_dir, test_dir = out / "archive-train", out / "archive-test"
+    train_catalog, test_catalog = train_dir / "catalog.parquet", test_dir / "catalog.parquet"
 
-    def archives() -> None:
+    def archives(_: Mapping[str, Any]) -> int:
         if plan.archive == "phantom":
             common = dict(slices=plan.slices, size=plan.size, sites=plan.sites)
             generate_archive(train_dir, patients=plan.train_patients, seed=plan.seed, **common)
             generate_archive(test_dir, patients=plan.test_patients, seed=plan.seed + 1000, preview=True, **common)
-            return
-        sites = SIMULATED_SITES[: plan.sites]
-        common = dict(slices=plan.slices, size=plan.size, sites=sites, series=PAPER_PROTOCOLS)
-        simulate_archive(train_dir, patients=plan.train_patients, seed=plan.seed, augment=True, **common)
-        simulate_archive(test_dir, patients=plan.test_patients, seed=plan.seed + 1000, **common)
+        else:
+            sites = SIMULATED_SITES[: plan.sites]
+            common = dict(slices=plan.slices, size=plan.size, sites=sites, series=PAPER_PROTOCOLS)
+            simulate_archive(train_dir, patients=plan.train_patients, seed=plan.seed, augment=True, **common)
+            simulate_archive(test_dir, patients=plan.test_patients, seed=plan.seed + 1000, **common)
+        return plan.train_patients + plan.test_patients
 
-    _stage(plan.archive, seconds, archives)
-    cluster.connect()
+    def catalogs(_: Mapping[str, Any]) -> int:
+        cluster.connect()
+        frames = [build_catalog(folder / "dicom", folder / "catalog.parquet", progress=False)
+                  for folder in (train_dir, test_dir)]
+        return sum(int((frame["status"] == "ok").sum()) for frame in frames)
 
-    def catalogs() -> None:
-        build_catalog(train_dir / "dicom", train_dir / "catalog.parquet", progress=False)
-        build_catalog(test_dir / "dicom", test_dir / "catalog.parquet", progress=False)
+    def convert(done: Mapping[str, Any]) -> Path:
+        cluster.shutdown()  # the conversion runs on its own head, through `ray job submit`
+        converted = out / "converted"
+        job_args = ["--catalog", str(test_catalog), "--harmonizer", done["harmonizer"].model_uri,
+                    "--segmenter", done["segmenter"].model_uri, "--out", str(converted)]
+        code = run_job_on_local_head(job_args, num_cpus=2)
+        if code != 0:
+            raise RuntimeError(f"the conversion job failed (exit code {code}); see its log")
+        return converted / "results.parquet"
 
-    _stage("catalog", seconds, catalogs)
-    segmenter = _stage(
-        "segmenter",
-        seconds,
-        lambda: train_segmenter(
-            train_dir / "catalog.parquet", train_dir / "masks", plan.segmenter_spec,
-            overrides=list(plan.segmenter_overrides),
-        ),
-    )
-    harmonizer = _stage(
-        "harmonizer",
-        seconds,
-        lambda: train(
-            plan.harmonizer_spec, train_dir / "catalog.parquet", workers=plan.workers,
-            name=f"demo-{int(time.time())}",
-            overrides=[f"train.segmenter={segmenter.model_uri}", *plan.harmonizer_overrides],
-        ),
-    )
-    baselines = _stage("baselines (fit)", seconds,
-                       lambda: fit_and_save_baselines(train_dir / "catalog.parquet", out / "baselines"))
-    cluster.shutdown()  # the conversion runs on its own head, through `ray job submit`
-    converted = out / "converted"
-    job_args = [
-        "--catalog", str(test_dir / "catalog.parquet"), "--harmonizer", harmonizer.model_uri,
-        "--segmenter", segmenter.model_uri, "--out", str(converted),
-    ]
-    code = _stage("convert (ray job submit)", seconds, lambda: run_job_on_local_head(job_args, num_cpus=2))
-    if code != 0:
-        raise RuntimeError(f"the conversion job failed (exit code {code}); its log is above")
-    results = converted / "results.parquet"
-
-    def convert_baselines() -> list[Path]:
+    def convert_baselines(done: Mapping[str, Any]) -> list[Path]:
         cluster.connect()
         paths = []
-        for name, path in baselines.items():
+        for name, path in done["baselines (fit)"].items():
             target = out / f"converted-{name}"
-            convert_archive(test_dir / "catalog.parquet", str(path), segmenter.model_uri, target)
+            convert_archive(test_catalog, str(path), done["segmenter"].model_uri, target)
             paths.append(target / "results.parquet")
         return paths
 
-    baseline_results = _stage("baselines (convert)", seconds, convert_baselines)
-    evaluation = _stage(
-        "evaluate",
-        seconds,
-        lambda: evaluate([results, *baseline_results], out / "report", truth=test_dir / "masks",
-                         truth_images=(test_dir / "truth") if plan.archive == "simulated" else None,
-                         catalog=test_dir / "catalog.parquet"),
-    )
-    return DemoOutcome(
-        out=out, segmenter_uri=segmenter.model_uri, harmonizer_uri=harmonizer.model_uri, results=results,
-        report=Path(evaluation.files.html), headline=evaluation.headline, seconds=seconds,
-    )
+    return [
+        Stage(plan.archive, archives, lambda n: f"{n} patients x 6 protocols"),
+        Stage("catalog", catalogs, lambda n: f"{n} series"),
+        Stage("segmenter", lambda _: train_segmenter(train_catalog, train_dir / "masks", plan.segmenter_spec,
+                                                     overrides=list(plan.segmenter_overrides)),
+              lambda s: f"validation Dice {s.metrics.get('val/dice', float('nan')):.3f}"),
+        Stage("harmonizer", lambda done: train(
+            plan.harmonizer_spec, train_catalog, workers=plan.workers, name=f"demo-{int(time.time())}",
+            overrides=[f"train.segmenter={done['segmenter'].model_uri}", *plan.harmonizer_overrides]),
+            _harmonizer_summary),
+        Stage("baselines (fit)", lambda _: fit_and_save_baselines(train_catalog, out / "baselines"),
+              lambda fitted: ", ".join(fitted)),
+        Stage("convert (ray job submit)", convert, _results_summary),
+        Stage("baselines (convert)", convert_baselines, lambda paths: f"{len(paths)} baselines"),
+        Stage("evaluate", lambda done: evaluate(
+            [done["convert (ray job submit)"], *done["baselines (convert)"]], out / "report",
+            truth=test_dir / "masks", truth_images=(test_dir / "truth") if plan.archive == "simulated" else None,
+            catalog=test_catalog), lambda ev: f"report {ev.files.html}"),
+    ]
+
+
+def _harmonizer_summary(outcome: Any) -> str:
+    metrics = outcome.metrics
+    shown = [f"{key.removeprefix('val/')} {metrics[key]:.3g}" for key in ("val/dice_worst", "val/mae_hu")
+             if isinstance(metrics.get(key), (int, float))]
+    return f"{len(outcome.history)} epochs" + (", validation " + ", ".join(shown) if shown else "")
+
+
+def _results_summary(results: Path) -> str:
+    import pandas as pd
+
+    table = pd.read_parquet(results)
+    done = table[table["status"] == "done"]
+    return f"{len(done)}/{len(table)} series converted, {int(done['slices'].sum())} slices"

@@ -74,7 +74,7 @@ def test_tilted_stack_is_desheared_onto_the_scanner_planes(studies, tmp_path):
     np.testing.assert_allclose(sorted(along[0]), sorted((volume.positions[[0, -1]] @ volume.normal).tolist()),
                                atol=0.01)
     # both against the truth at their own voxels: ours is at least as close as dcm2niix's (whose _Tilt
-    # origin lies about one slice step low along the normal; dcm2niix issue #259 reports origin errors there)
+    # origin lies about one slice step low along the normal; dcm2niix GitHub issue 259 reports origin errors there)
     truth_ours = noise_free_at(params, site, image_points(grid))
     inside = np.isfinite(ours.hu)
     error_ours = float(np.abs(ours.hu[inside] - truth_ours[inside]).mean())

@@ -76,3 +76,29 @@ def test_demo_runs_every_stage_and_mlflow_holds_its_runs(tmp_path, isolated_home
     assert any(path.endswith("report.html") for path in artifacts)
     for name in ("ctharmony-harmonizer", "ctharmony-liver-unet"):
         assert client.search_model_versions(f"name='{name}'")
+
+
+@pytest.mark.slow
+def test_demo_command_keeps_the_terminal_to_stage_lines_and_the_table(tmp_path, isolated_home):
+    """`ctharmony demo` as a user runs it: at most 60 lines on the terminal, Ray's and MLflow's detail in the log."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo-out"
+    overrides = [arg for value in TINY.harmonizer_overrides for arg in ("--harmonizer-set", value)]
+    overrides += [arg for value in TINY.segmenter_overrides for arg in ("--segmenter-set", value)]
+    command = [sys.executable, "-m", "ctharmony.cli", "demo", "--out", str(out), "--train-patients", "3",
+               "--test-patients", "2", "--slices", "6", "--size", "64", "--seed", "11", *overrides]
+    cluster.shutdown()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    terminal = done.stdout + done.stderr
+    assert done.returncode == 0, terminal[-3000:]
+    lines = terminal.splitlines()
+    assert len(lines) <= 60, terminal
+    assert sum(line.startswith("[") and "/8] " in line for line in lines) == 8, terminal  # one line per stage
+    assert "Table 2" in terminal or "M40" in terminal
+    assert "Reporting training result" not in terminal and "Warning" not in terminal
+    log = (out / "ctharmony.log").read_text(encoding="utf-8")
+    assert "Reporting training result" in log and "ray job submit" in log and "== evaluate done in" in log

@@ -1,4 +1,4 @@
-"""Every example shown to a user runs: README, ``--help``, job scripts, spec headers, model cards, docstrings.
+"""Every example shown to a user runs: README, docs/, ``--help``, job scripts, spec headers, model cards, docstrings.
 
 A command-line example is parsed by the real CLI (click's parser: unknown options, wrong types and
 missing arguments fail), its placeholders (``C``, ``MODEL``, ``N``) filled by the option's type, and its
@@ -52,7 +52,8 @@ def _cli_line(line: str) -> str | None:
 def _examples() -> list[tuple[str, str]]:
     """(where, command line) of every command-line example in the docs the user reads."""
     found: list[tuple[str, str]] = []
-    sources = [REPO / "README.md", *sorted((REPO / "models").glob("*.md")), *sorted((REPO / "jobs").glob("*.py")),
+    sources = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "models").glob("*.md")),
+               *sorted((REPO / "jobs").glob("*.py")),
                *sorted(specs_dir().glob("*.yaml"))]
     for path in sources:
         text = path.read_text(encoding="utf-8")
@@ -196,3 +197,26 @@ def test_the_readme_plan_example_runs(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     plan = json.loads(result.stdout[result.stdout.index("{"):])
     assert "read_write_tasks" in plan
+
+
+def test_readme_is_a_short_guide_whose_links_resolve():
+    """README stays a guide (at most 150 lines); every relative link in README and docs/ names a file that exists."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 150
+    assert "make demo" in readme and "make test" in readme
+    broken = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text(encoding="utf-8")):
+            if not target.startswith(("http://", "https://")) and not (path.parent / target).exists():
+                broken.append(f"{path.relative_to(REPO)} -> {target}")
+    assert not broken, broken
+
+
+def test_no_document_points_at_files_outside_the_repository():
+    """Users' clones hold no ../shared or PAPER.md: the paper's facts are docs/paper.md, the real cases data/real."""
+    texts = [REPO / "README.md", REPO / "Makefile", *sorted((REPO / "docs").glob("*.md")),
+             *sorted((REPO / "models").glob("*.md")), *sorted((REPO / "tests").rglob("*.py"))]
+    offending = [str(p.relative_to(REPO)) for p in texts
+                 if re.search(r"\.\./shared|\bPAPER\.md|issue #\d+", p.read_text(encoding="utf-8"))
+                 and p.name != "test_help_examples.py"]
+    assert not offending, offending

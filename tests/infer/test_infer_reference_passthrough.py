@@ -1,4 +1,4 @@
-"""Reference-protocol (M80) series pass through the conversion unchanged (issue #12).
+"""Reference-protocol (M80) series pass through the conversion unchanged (the realistic benchmark asks it).
 
 Plain-batch tests check the predictors (the model never sees a passed-through series); the slow test
 converts a real phantom archive on the local Ray cluster with a real harmonizer and a TorchScript

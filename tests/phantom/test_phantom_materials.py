@@ -1,4 +1,4 @@
-"""Attenuation tables (xraydb, offline) and tube spectra against PAPER.md's NIST/ICRU-46 figures."""
+"""Attenuation tables (xraydb, offline) and tube spectra against docs/paper.md's NIST/ICRU-46 figures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from ctharmony.phantom import materials, spectra
 
-# PAPER.md: mass attenuation (cm^2/g) at 40 / 60 / 80 keV
+# docs/paper.md: mass attenuation (cm^2/g) at 40 / 60 / 80 keV
 PAPER_MU = {
     "water": (0.2683, 0.2059, 0.1837),
     "liver": (0.2691, 0.2049, 0.1824),

@@ -1,4 +1,4 @@
-"""Image formation: liver HU per protocol (PAPER.md), noise levels, IR texture, shared noise realisation."""
+"""Image formation: liver HU per protocol (docs/paper.md), noise levels, IR texture, shared noise realisation."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def test_siemens_site_is_clinically_realistic():
     # 40 -> 80 keV, voxel-wise over the soft tissues: the fit on the images is the truth's, fat lies on it,
     # iodine-enhanced vessels fall below it (iodine's own slope, 19 / 82 HU per mg/mL, is far lower)
     assert f["mono_slope"] == pytest.approx(f["mono_truth_slope"], abs=0.05)
-    assert 0.40 <= f["mono_slope"] <= 0.55  # PAPER.md: fat -> portal-venous liver, (80 + 100) / (190 + 180)
+    assert 0.40 <= f["mono_slope"] <= 0.55  # docs/paper.md: fat -> portal-venous liver, (80 + 100) / (190 + 180)
     assert abs(f["mono_residual_fat"]) <= 5.0
     assert f["mono_residual_enhanced"] < -10.0
     print({k: round(v, 3) for k, v in f.items()})

@@ -2,7 +2,7 @@
 
 A method's *worst protocol* is the non-reference protocol where its mean Dice (against the exam's
 original reference-protocol mask, as in the paper) is lowest; the *hardest protocol* of a cohort is
-the worst protocol of ``original`` (no conversion). Targets are those of issue #12.
+the worst protocol of ``original`` (no conversion). Targets are those of the realistic benchmark (docs/benchmark.md).
 
 Example:
     >>> import pandas as pd

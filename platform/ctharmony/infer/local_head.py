@@ -33,6 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ctharmony import console
 from ctharmony.cluster import START_ENV
 from ctharmony.infer.job_code import StagedJob, stage_job_code
 from ctharmony.net import free_port
@@ -176,6 +177,8 @@ def _stream(command: list[str], cwd: Path, env: dict[str, str] | None, timeout_s
             if echo:
                 sys.stdout.write(line)
                 sys.stdout.flush()
+            if "progress:" in line:  # the job's progress lines on the console's live line, if one is active
+                console.status("progress:" + line.split("progress:", 1)[1].rstrip())
             if deadline is not None and time.monotonic() > deadline:
                 process.kill()
                 lines.append(f"[ctharmony] job submit killed after {timeout_s:.0f} s\n")

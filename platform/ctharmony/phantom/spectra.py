@@ -5,7 +5,7 @@ hardened by the tube's inherent filtration (aluminium), the tin pre-filter of th
 typical patient path of water; an energy-integrating detector weights each photon by its energy.
 A tube image's CT number is the spectrum-weighted attenuation relative to water's, which makes it
 linear in iodine concentration, like the scanner's calibrated image. All tables come from xraydb
-(offline). The mean energies of the unhardened beams match PAPER.md (70 kVp ~ 44 keV, Sn150 ~ 98 keV).
+(offline). The mean energies of the unhardened beams match docs/paper.md (70 kVp ~ 44 keV, Sn150 ~ 98 keV).
 
 Example:
     >>> tube = TUBES["low"]

@@ -2,7 +2,7 @@
 
 Iodine concentrations (mg/mL) are portal-venous values for an average patient; each patient scales
 them (see :mod:`anatomy`). With them the liver comes out at about 190 / 110 / 80 HU at 40 / 60 / 80 keV
-and the portal vein at about 360 / 190 / 120 HU, as in PAPER.md.
+and the portal vein at about 360 / 190 / 120 HU, as in docs/paper.md.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ class HUModelPyfunc(mlflow.pyfunc.PythonModel):
 
         self.model = load_saved(context.artifacts[ARTIFACT_KEY])
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow infers schemas from hints
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
+        """HU slices (B, 1, H, W) in, the model's output out; ``np.ndarray`` hints: MLflow skips its schema check."""
         import torch
 
         array = np.asarray(model_input, dtype=np.float32)
