@@ -502,7 +502,7 @@ def sweep(
     trials: Annotated[int, typer.Option(help="Trials to sample (per grid point of the space).")] = 8,
     workers_per_trial: Annotated[int, typer.Option(help="Ray Train DDP workers of each trial.")] = 2,
     space: Annotated[str | None, typer.Option(help="Search space YAML (default: the shipped "
-                                              "ctharmony/train/sweep.yaml).")] = None,
+                                              "ctharmony/train/sweep/space.yaml).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted sweep (--name, "
                                          "default the latest); finished trials are kept.")] = False,
     name: Annotated[str | None, typer.Option(help="Sweep name (default: sweep-<spec>-<time>).")] = None,
@@ -536,7 +536,7 @@ def sweep(
         return resolve_segmenter(segmenter, harmonizer, required=True)  # its Dice is the objective
 
     segmenter = _preflight(check)
-    from ctharmony.train.sweep_training import sweep_lambdas
+    from ctharmony.train.sweep.training import sweep_lambdas
 
     report = sweep_lambdas(spec, Path(catalog), trials=trials, workers_per_trial=workers_per_trial, space=space,
                            resume=resume, name=name, segmenter=segmenter, overrides=overrides or [],

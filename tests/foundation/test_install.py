@@ -61,7 +61,7 @@ def test_the_wheel_ships_every_yaml_of_the_package(installed):
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
     expected = {f"ctharmony/{p.relative_to(REPO / 'platform' / 'ctharmony').as_posix()}"
                 for p in (REPO / "platform" / "ctharmony").rglob("*.yaml")}
-    assert {"ctharmony/specs/cpu-small.yaml", "ctharmony/train/sweep.yaml",
+    assert {"ctharmony/specs/cpu-small.yaml", "ctharmony/train/sweep/space.yaml",
             "ctharmony/archive/protocols.yaml"} <= expected
     assert expected <= names, sorted(expected - names)
 
@@ -71,7 +71,7 @@ def test_the_installed_package_finds_its_data_outside_the_checkout(installed):
     code = (
         "import ctharmony, json\n"
         "from ctharmony.models.registry import load_spec, build\n"
-        "from ctharmony.train.sweep_space import SweepSpace\n"
+        "from ctharmony.train.sweep.space import SweepSpace\n"
         "from ctharmony.archive.protocols import DEFAULT_RULES\n"
         "from ctharmony.infer.job_code import stage_job_code\n"
         "from ctharmony.tracking.models import pip_requirements\n"

@@ -9,8 +9,8 @@ import mlflow
 import pytest
 from ray import cloudpickle
 
-from ctharmony.train.sweep import run_sweep
-from ctharmony.train.sweep_select import (
+from ctharmony.train.sweep.tuning import run_sweep
+from ctharmony.train.sweep.select import (
     TAG_FINGERPRINT,
     Score,
     TrialOutcome,
@@ -20,8 +20,8 @@ from ctharmony.train.sweep_select import (
     select_best,
     validation_fingerprint,
 )
-from ctharmony.train.sweep_space import SweepSpace
-from ctharmony.train.sweep_tracking import child_runs
+from ctharmony.train.sweep.space import SweepSpace
+from ctharmony.train.sweep.tracking import child_runs
 
 PROTOCOLS = ("FBP", "IR", "M40", "M60", "OPT")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules

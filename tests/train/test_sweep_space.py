@@ -9,12 +9,12 @@ from typer.testing import CliRunner
 from ctharmony.cli import app
 from ctharmony.config import ConfigError
 from ctharmony.models.registry import load_spec
-from ctharmony.train.sweep_space import DEFAULT_SPACE, SweepSpace
+from ctharmony.train.sweep.space import DEFAULT_SPACE, SweepSpace
 
 
 def test_default_space_sweeps_the_three_lambdas_and_tries_the_paper_first():
     space = SweepSpace.load()
-    assert DEFAULT_SPACE.name == "sweep.yaml"
+    assert DEFAULT_SPACE.name == "space.yaml"
     assert space.keys[:3] == ["loss.l1", "loss.perceptual", "loss.gan"]
     assert space.points_to_evaluate[0] == {"loss.l1": 10.0, "loss.perceptual": 1.0, "loss.gan": 1.0}
     low, high = space.params["loss.l1"]["loguniform"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ctharmony.config import ConfigError
-from ctharmony.train.sweep_resources import plan_resources, release_orphaned_placement_groups
+from ctharmony.train.sweep.resources import plan_resources, release_orphaned_placement_groups
 
 FAST = ["train.epochs_stage1=1", "train.epochs_stage2=1", "train.patches_per_epoch=8", "train.patch_size=32",
         "train.batch_size=4", "train.val_slices=2"]  # fmt: skip
@@ -64,9 +64,9 @@ def test_sweep_of_four_trials_with_two_workers_on_phantom_archive(ray_local, tmp
     from ctharmony.models.registry import build, load_spec
     from ctharmony.phantom import generate_archive
     from ctharmony.tracking.models import load_model
-    from ctharmony.train.sweep_space import SweepSpace
-    from ctharmony.train.sweep_tracking import child_runs
-    from ctharmony.train.sweep_training import score_on_validation, sweep_lambdas, validation_records
+    from ctharmony.train.sweep.space import SweepSpace
+    from ctharmony.train.sweep.tracking import child_runs
+    from ctharmony.train.sweep.training import score_on_validation, sweep_lambdas, validation_records
 
     generate_archive(tmp_path / "archive", patients=4, slices=4, size=64, sites=1, seed=0)
     catalog = tmp_path / "catalog.parquet"

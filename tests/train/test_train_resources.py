@@ -7,7 +7,7 @@ import pytest
 from ctharmony.config import ConfigError
 from ctharmony.gpu_capacity import GpuCapacity
 from ctharmony.train.launch import plan_workers
-from ctharmony.train.sweep_resources import plan_resources
+from ctharmony.train.sweep.resources import plan_resources
 
 NONE = GpuCapacity(0, 0, "none")
 AUTOSCALED = GpuCapacity(0, 8, "autoscaling config cluster.yaml")

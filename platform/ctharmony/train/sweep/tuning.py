@@ -2,11 +2,11 @@
 
 :func:`run_sweep` runs any Tune function trainable that reports the validation metrics of the training
 contract (``val/dice_worst``, ``val/mae_hu``, ``val/mae_hu/<P>``) once per epoch; the real trainable
-(one Ray Train DDP run per trial) lives in :mod:`ctharmony.train.sweep_training`. ASHA stops weak trials
+(one Ray Train DDP run per trial) lives in :mod:`ctharmony.train.sweep.training`. ASHA stops weak trials
 early on the per-epoch objective. A sweep is resumable: its Tune experiment lives under
 ``storage_path/name`` and ``resume=True`` restores it, keeping finished trials. When every trial has
 ended, the results table is printed and logged on the parent run, and ``register`` (if given) logs the
-best trial's model, which :func:`~ctharmony.train.sweep_select.promote_if_better` then judges.
+best trial's model, which :func:`~ctharmony.train.sweep.select.promote_if_better` then judges.
 
 Example::
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ctharmony.config import data_home
-from ctharmony.train.sweep_select import (
+from ctharmony.train.sweep.select import (
     OBJECTIVE,
     ChampionDecision,
     Score,
@@ -35,7 +35,7 @@ from ctharmony.train.sweep_select import (
     results_table,
     select_best,
 )
-from ctharmony.train.sweep_space import SweepSpace
+from ctharmony.train.sweep.space import SweepSpace
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def run_sweep(
     from ray import tune
 
     from ctharmony import tracking
-    from ctharmony.train.sweep_tracking import MLflowTrialRuns
+    from ctharmony.train.sweep.tracking import MLflowTrialRuns
 
     root = Path(storage_path or sweeps_home()).resolve()
     path = root / name

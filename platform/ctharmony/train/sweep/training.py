@@ -1,10 +1,10 @@
 """The real λ sweep: each Tune trial is one Ray Train DDP run of the harmonizer recipe.
 
-:func:`sweep_lambdas` sizes the trials to the cluster (``sweep_resources.plan_resources``), pins the reference
+:func:`sweep_lambdas` sizes the trials to the cluster (``resources.plan_resources``), pins the reference
 segmenter for the whole sweep (a copy beside the sweep folder, so a moving alias cannot change the
 objective mid-sweep), launches ``build_trainer(...)`` inside a Tune function trainable with Tune's
 ``TuneReportCallback`` (Ray 2.60's way to tune a Train V2 trainer), and hands everything to
-:func:`ctharmony.train.sweep.run_sweep`. The best trial's EMA generator is logged in its child run and
+:func:`ctharmony.train.sweep.tuning.run_sweep`. The best trial's EMA generator is logged in its child run and
 registered as ``ctharmony-harmonizer``; the ``champion`` alias moves only if it beats the champion on
 the same validation set (a champion scored elsewhere is re-scored here first).
 
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from ctharmony.config import ConfigError, ModelSpec
-from ctharmony.train.sweep import STATE_FILE, SweepError, SweepReport, latest_sweep, run_sweep, sweeps_home
-from ctharmony.train.sweep_resources import ReleaseStoppedTrialWorkers, ResourcePlan, plan_resources
-from ctharmony.train.sweep_select import Score, TrialOutcome, validation_fingerprint
-from ctharmony.train.sweep_space import SweepSpace
+from ctharmony.train.sweep.tuning import STATE_FILE, SweepError, SweepReport, latest_sweep, run_sweep, sweeps_home
+from ctharmony.train.sweep.resources import ReleaseStoppedTrialWorkers, ResourcePlan, plan_resources
+from ctharmony.train.sweep.select import Score, TrialOutcome, validation_fingerprint
+from ctharmony.train.sweep.space import SweepSpace
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def register_best(spec: ModelSpec, space: SweepSpace) -> Callable[[TrialOutcome,
         from ctharmony.models.registry import build_network, load_spec
         from ctharmony.tracking.models import REGISTERED, log_model
         from ctharmony.train.loop import STATE_FILE as CHECKPOINT_STATE
-        from ctharmony.train.sweep_tracking import child_runs
+        from ctharmony.train.sweep.tracking import child_runs
 
         if best.checkpoint_path is None:
             raise SweepError(f"best trial {best.trial_id} left no checkpoint to register")

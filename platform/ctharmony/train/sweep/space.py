@@ -1,4 +1,4 @@
-"""The λ sweep's search space, read from YAML (``ctharmony/train/sweep.yaml``) and turned into Ray Tune's.
+"""The λ sweep's search space, read from YAML (``ctharmony/train/sweep/space.yaml``) and turned into Ray Tune's.
 
 Each key under ``params`` is a dotted key of the training spec (``loss.l1`` is λ1, ``loss.perceptual``
 λ2, ``loss.gan`` λ3, ``optim.lr`` the learning rate), so a trial's config *is* its list of spec
@@ -26,7 +26,7 @@ from ctharmony.config import ConfigError
 
 DISTRIBUTIONS = ("loguniform", "uniform", "choice", "grid")
 #: The shipped default space: package data beside this module.
-DEFAULT_SPACE = Path(__file__).with_name("sweep.yaml")
+DEFAULT_SPACE = Path(__file__).with_name("space.yaml")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ class SweepSpace:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> SweepSpace:
-        """Read a space from ``path`` (default: the shipped ``sweep.yaml``)."""
+        """Read a space from ``path`` (default: the shipped ``space.yaml``)."""
         path = Path(path) if path is not None else DEFAULT_SPACE
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
