@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from ray import cloudpickle, tune
 
-from ctharmony.train.sweep.tuning import SweepError, run_sweep
 from ctharmony.train.sweep.space import SweepSpace
 from ctharmony.train.sweep.tracking import child_runs
+from ctharmony.train.sweep.tuning import SweepError, run_sweep
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
 

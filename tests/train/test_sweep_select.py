@@ -9,7 +9,6 @@ import mlflow
 import pytest
 from ray import cloudpickle
 
-from ctharmony.train.sweep.tuning import run_sweep
 from ctharmony.train.sweep.select import (
     TAG_FINGERPRINT,
     Score,
@@ -22,6 +21,7 @@ from ctharmony.train.sweep.select import (
 )
 from ctharmony.train.sweep.space import SweepSpace
 from ctharmony.train.sweep.tracking import child_runs
+from ctharmony.train.sweep.tuning import run_sweep
 
 PROTOCOLS = ("FBP", "IR", "M40", "M60", "OPT")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from ctharmony.config import ConfigError, ModelSpec
-from ctharmony.train.sweep.tuning import STATE_FILE, SweepError, SweepReport, latest_sweep, run_sweep, sweeps_home
 from ctharmony.train.sweep.resources import ReleaseStoppedTrialWorkers, ResourcePlan, plan_resources
 from ctharmony.train.sweep.select import Score, TrialOutcome, validation_fingerprint
 from ctharmony.train.sweep.space import SweepSpace
+from ctharmony.train.sweep.tuning import STATE_FILE, SweepError, SweepReport, latest_sweep, run_sweep, sweeps_home
 
 log = logging.getLogger(__name__)
 
