@@ -132,7 +132,8 @@ def test_fit_from_catalog_pairs_series_of_one_study(tmp_path):
 
 def test_baselines_run_in_the_conversion_predictor():
     """The pipeline's HarmonizerPredictor takes a baseline as it takes an HUModel (module, info, slices)."""
-    predictors = pytest.importorskip("ctharmony.infer.predictors")
+    from ctharmony.infer import predictors
+
     rng = np.random.default_rng(3)
     m80 = phantom_m80(rng, (4, 32, 32))
     m40 = np.where(m80 > -500, 2.0 * m80 + 10.0, m80).astype(np.float32)

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ctharmony.cli import app
-from ctharmony.listening import listening_sockets
-from ctharmony.net import free_port, wait_http
+from ctharmony.net import free_port
+from testkit.listening import listening_sockets, wait_http
 
 CLI = [sys.executable, "-m", "ctharmony.cli"]
 

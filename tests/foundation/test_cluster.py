@@ -26,7 +26,7 @@ def test_embedded_cluster_binds_loopback_and_ignores_the_drivers_folder(tmp_path
 
     import ray
 
-    from ctharmony.listening import listening_sockets
+    from testkit.listening import listening_sockets
 
     for name in ("dl", "yaml"):  # `dl` is what python-gdcm tries first; `yaml` what Ray's dashboard reads
         (tmp_path / name).mkdir()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ctharmony.infer.local_head import start_local_head, submit_and_stream
-from ctharmony.listening import listening_sockets
+from testkit.listening import listening_sockets
 
 pytestmark = pytest.mark.slow
 

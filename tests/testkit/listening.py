@@ -1,4 +1,4 @@
-"""The TCP ports a process and its descendants listen on (Linux ``/proc``), to check loopback-only binds.
+"""What tests check of servers: the TCP ports a process tree listens on (Linux ``/proc``), and HTTP readiness.
 
 Example:
     >>> exposed = [s for s in listening_sockets(os.getpid()) if not s.loopback]
@@ -12,6 +12,9 @@ import dataclasses
 import ipaddress
 import os
 import socket
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -89,3 +92,17 @@ def listening_sockets(pid: int) -> list[Listener]:
                 ip, port = inodes[int(target[8:-1])]
                 found.append(Listener(proc, name.strip()[:120], ip, port))
     return found
+
+
+def wait_http(url: str, timeout_s: float = 60.0, interval_s: float = 0.25) -> bool:
+    """Poll ``url`` until it answers 200 or ``timeout_s`` passes; True when it answered."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(interval_s)
+    return False
