@@ -3,9 +3,10 @@
 The corpus (``fuzz_corpus.py``) mutates the real Siemens series (JPEG 2000) and synthetic series
 (explicit VR, JPEG 2000, implicit VR): truncations, targeted bit flips, missing and zero header values,
 odd transfer syntaxes, non-CT objects, random bytes, exact and conflicting copies, the same export in
-two folders. Each mutation kind must land in a quarantine row with its own reason category; every
-good series must stay ok with exactly its good slices. The header/grouping checks run without Ray
-(fast); ``build_catalog`` on Ray and ``convert_archive`` over the result are the slow tests.
+two folders, broken copies and re-exports that keep a good slice's SOP Instance UID. Each mutation
+kind must land in a quarantine row with its own reason category; every good series must stay ok with
+exactly its good slices. The header/grouping checks run without Ray (fast); ``build_catalog`` on Ray
+and ``convert_archive`` over the result are the slow tests.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def catalog_problems(df: pd.DataFrame, corpus) -> list[str]:
     for group in corpus.duplicates:
         fates = sorted(q.category(fate(p)) for p in group)
         if fates != sorted(["ok"] + [q.DUPLICATE] * (len(group) - 1)):
-            problems.append(f"exact copies {sorted(Path(p).name for p in group)}: {fates}")
+            problems.append(f"copies of one image {sorted(Path(p).name for p in group)}: {fates}")
     for path in corpus.conflicts:
         if q.category(fate(path)) != q.CONFLICTING_DUPLICATE:
             problems.append(f"conflicting copy {Path(path).name}: {fate(path)!r}")

@@ -80,6 +80,11 @@ def _hu(ds: Any, path: Path) -> np.ndarray:
     return hu
 
 
+def slice_hu(path: str | Path) -> np.ndarray:
+    """One slice file's image in HU (rescale and padding applied), as :func:`read_series` reads it."""
+    return _hu(_read_file(Path(path)), Path(path))
+
+
 def _rescale(ds: Any, path: Path) -> tuple[float, float]:
     """RescaleSlope and RescaleIntercept (absent or empty: 1 and 0); a zero or non-finite slope is an error."""
     values = []
