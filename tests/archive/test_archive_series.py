@@ -169,3 +169,24 @@ def test_copies_of_the_same_image_are_duplicates_and_other_geometry_conflicts():
     assert rows["1.2.3.conflicts"]["files"] == ["/a/2", "/a/3", "/b/moved", "/b/spacing"]
     assert compared == [("/a/0", "/b/anon")]  # pixels are compared only where the geometry agrees
 
+
+def test_invalid_series_uids_get_surrogate_keys_and_never_share_one():
+    bad = {"a/b": "characters other than digits", "a_b": "characters other than digits",
+           "9" * 200: "200 characters", "1.2.03": "leading zero", "../../../../etc/passwd": "characters"}
+    recs = [_rec(f"/x/{n}-{k}", 2.0 * k, uid=uid, sop_uid=f"7.{n}.{k}") for n, uid in enumerate(bad) for k in range(3)]
+    rows = _keys(group_series(recs, _classify))
+    assert len(rows) == len(bad) and all(r["status"] == "ok" and r["slices"] == 3 for r in rows.values())
+    for n, (uid, words) in enumerate(bad.items()):
+        [row] = [r for r in rows.values() if r["files"][0].startswith(f"/x/{n}-")]
+        assert row["series_key"] == surrogate_series_uid([f"7.{n}.{k}" for k in range(3)], "/x")
+        assert row["series_uid"] == "" and words in row["warnings"] and "surrogate series_key" in row["warnings"]
+        assert repr(uid[:70] + ("..." if len(uid) > 70 else "")) in row["warnings"]
+
+
+def test_invalid_study_frame_and_instance_uids_are_reported():
+    recs = [_rec(f"/a/{k}", 2.0 * k, study_uid="1.02", frame_of_reference_uid="x", sop_uid=f"1.2.0{k}")
+            for k in range(3)]
+    warnings = _keys(group_series(recs, _classify))["1.2.3"]["warnings"]
+    assert "StudyInstanceUID '1.02' is not a valid UID (a component with a leading zero)" in warnings
+    assert "FrameOfReferenceUID 'x' is not a valid UID" in warnings
+    assert "SOPInstanceUID '1.2.00' is not a valid UID (a component with a leading zero) (and 2 more)" in warnings

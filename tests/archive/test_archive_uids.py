@@ -1,4 +1,4 @@
-"""UIDs: the validator against pydicom's own check (``UID.is_valid``)."""
+"""UIDs: the validator against pydicom's own check (``UID.is_valid``); invalid UIDs never reach a key or an output."""
 
 from __future__ import annotations
 
@@ -10,9 +10,16 @@ import pytest
 from pydicom.uid import UID, generate_uid
 
 from ctharmony.archive.ct_dataset import derived_uid
-from ctharmony.archive.series import surrogate_series_uid
+from ctharmony.archive.headers import read_header
+from ctharmony.archive.protocols import load_rules
+from ctharmony.archive.reader import read_series
+from ctharmony.archive.seg import read_seg, write_seg
+from ctharmony.archive.series import group_series, surrogate_series_uid
+from ctharmony.archive.synthetic import write_ct_series
 from ctharmony.archive.uids import invalid_uid_note, is_valid_uid, uid_problem
+from ctharmony.archive.writer import write_derived_series
 from ctharmony.phantom.dicom_writer import deterministic_uid
+from testkit import dicom_mutations as M
 from testkit.real_cases import require_real_data
 
 UID_KEYWORDS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID", "SOPClassUID")
@@ -72,4 +79,42 @@ def test_random_values_agree_with_pydicom():
                for _ in range(2000)]
     disagree = [v for v in values if not _agrees_with_pydicom(v)]
     assert disagree == [] and 0 < sum(map(is_valid_uid, values)) < len(values)
+
+
+def test_derived_outputs_of_a_series_with_invalid_uids_reference_valid_ones(tmp_path, validate_dicom):
+    """Catalog key, derived series and SEG of slices whose every UID is invalid: surrogates, all valid."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid values it writes
+        good = write_ct_series(tmp_path / "good", slices=3, rows=16, columns=16)
+        files = [M.mutate(path, tmp_path / "bad" / f"{k}.dcm", meta={"MediaStorageSOPInstanceUID": f"1.2.0{k}"},
+                          SOPInstanceUID=f"1.2.0{k}", SeriesInstanceUID="../../../../etc/passwd",
+                          StudyInstanceUID="9" * 200, FrameOfReferenceUID="1..2") for k, path in enumerate(good)]
+        volume = read_series(files)
+        rows = group_series([read_header(f, salt="s") for f in files], load_rules(None).classify)
+    tags = volume.tags
+    assert set(tags["surrogate_uids"]) == {"SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID",
+                                           "SOPInstanceUID"}
+    assert all(UID(tags[k]).is_valid for k in ("SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID"))
+    assert all(UID(u).is_valid for u in tags["SOPInstanceUIDs"]) and len(set(tags["SOPInstanceUIDs"])) == 3
+    assert [r["series_key"] for r in rows] == [tags["SeriesInstanceUID"]]  # the catalog's key is the derived source
+
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[:, 4:9, 4:9] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns when it reads the source files' invalid values
+        derived = write_derived_series(volume, tmp_path / "derived", model_name="m", model_version="1")
+        seg = write_seg(mask, volume, tmp_path / "seg.dcm", algorithm_name="unet", algorithm_version="1")
+    with pytest.raises(ValueError, match="Invalid value for VR UI"):
+        validate_dicom(files[0])  # the check below would see an invalid UID
+    for path in [*derived, seg]:
+        validate_dicom(path)  # strict: every UI value of the output is a valid UID
+    first = pydicom.dcmread(derived[0])
+    assert first.StudyInstanceUID == tags["StudyInstanceUID"]
+    assert first.FrameOfReferenceUID == tags["FrameOfReferenceUID"]
+    assert {pydicom.dcmread(p).SourceImageSequence[0].ReferencedSOPInstanceUID for p in derived} == set(
+        tags["SOPInstanceUIDs"])
+    ds = pydicom.dcmread(seg)
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == tags["SeriesInstanceUID"]
+    assert (ds.StudyInstanceUID, ds.FrameOfReferenceUID) == (tags["StudyInstanceUID"], tags["FrameOfReferenceUID"])
+    assert np.array_equal(read_seg(seg, volume), mask)
 

@@ -13,7 +13,8 @@ series a slice). Not a test module: ``test_archive_fuzz`` imports it as ``from t
 - ``duplicates``: groups of copies of one image, byte-identical or re-exported with other header values
   (one kept in a series, the others ``duplicate instance``);
 - ``conflicts``: paths that share a SOP Instance UID with different content (all ``conflicting duplicate``);
-- ``multi_problem``: path of a series whose reason must name several problems, with their categories.
+- ``multi_problem``: path of a series whose reason must name several problems, with their categories;
+- ``invalid_uids``: good series whose SeriesInstanceUID is not a valid UID -> that value (surrogate key).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,7 @@ class Corpus:
     duplicates: list[set[str]] = dataclasses.field(default_factory=list)
     conflicts: list[str] = dataclasses.field(default_factory=list)
     multi_problem: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    invalid_uids: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def expect(self, path: Path, kind: str, category: str, words: str = "") -> None:
         assert str(path) not in self.mutants, path
@@ -289,6 +292,26 @@ def _reexports(corpus: Corpus) -> None:
     add("syn-explicit", 2, transcoded)
 
 
+INVALID_SERIES_UIDS = ("../../../../etc/passwd", "9" * 200, "1.2.03.4", "a/b", "a_b")
+
+
+def _invalid_uids(corpus: Corpus) -> None:
+    """Good series whose SeriesInstanceUID is not a UID; ``a/b`` and ``a_b`` share folder, study and frame."""
+    folder = corpus.root / "invalid-uids"
+    shared = {"study_uid": generate_uid(entropy_srcs=["fuzz-study"]), "frame_uid": generate_uid(entropy_srcs=["fuzz"])}
+    for k, uid in enumerate(INVALID_SERIES_UIDS):
+        name = f"invalid-uid-{k}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about the invalid value it writes
+            paths = write_ct_series(folder / name, slices=3, rows=SIZE, columns=SIZE, series_uid=uid, seed=20 + k,
+                                    **shared)
+        if uid == "a_b":  # moved beside a/b's slices: only the (invalid) series UID tells the two apart
+            paths = [p.rename(folder / f"invalid-uid-{k - 1}" / f"a_b-{p.name}") for p in paths]
+            (folder / name).rmdir()
+        _write_good(corpus, name, paths)
+        corpus.invalid_uids[name] = uid
+
+
 def build(root: Path, real_dir: Path) -> Corpus:
     """Write the corpus under ``root`` (an empty folder) and return what the catalog must make of it."""
     corpus = Corpus(root)
@@ -301,4 +324,5 @@ def build(root: Path, real_dir: Path) -> Corpus:
     _series_level(corpus, sources)
     _broken_copies(corpus)
     _reexports(corpus)
+    _invalid_uids(corpus)
     return corpus

@@ -1,9 +1,10 @@
 """Slices -> series: group header records, drop copies and bad slices, sort along the normal, measure geometry.
 
-Grouping starts from the SeriesInstanceUID; files without one are grouped by folder, frame of reference
-and description under a surrogate UID derived from their folder and SOP Instance UIDs, so the same
-export in two folders gives two distinct series. Within a series, every slice is judged on its own
-first:
+Grouping starts from the SeriesInstanceUID; files without one, or whose value is not a valid UID
+(``uids``: the warning names it), are grouped by folder, frame of reference, description (and that
+value) under a surrogate UID derived from their folder and SOP Instance UIDs, so the same export in two
+folders gives two distinct series and no series is ever keyed by an invalid UID. Within a series,
+every slice is judged on its own first:
 
 - slices the header reader set aside keep their own reason; slices without position/orientation are
   split off into their own quarantine row, so one bad slice (or a broken copy of a good one) never
@@ -41,6 +42,7 @@ import numpy as np
 
 from ctharmony.archive import quarantine as q
 from ctharmony.archive.copies import same_bytes, same_pixels, sort_copies
+from ctharmony.archive.uids import invalid_uid_note, is_valid_uid
 
 GROUPED_ERRORS = (q.NOT_CT, q.LOCALIZER, q.MULTIFRAME)  # one row per series, not one per file
 TILT_DEGREES = 0.1
@@ -130,11 +132,14 @@ def group_series(
     for rec in records:
         error = rec.get("error", "")
         uid = rec.get("series_uid", "")
+        if uid and not is_valid_uid(uid):  # never a key, never a reference: the row names it in a warning
+            rec = {**rec, "series_uid": "", "_invalid_series_uid": uid}
+            uid = ""
         if error and not (uid and q.category(error) in GROUPED_ERRORS):
             rows.append(q.file_row(rec["path"], error, rec.get("bytes", 0), **_known(rec)))
             continue
         identity = uid or ("no-uid", os.path.dirname(rec["path"]), rec["frame_of_reference_uid"],
-                           rec["series_description"])
+                           rec["series_description"], rec.get("_invalid_series_uid", ""))
         identities[identity].append(rec)
     for identity, members in identities.items():
         rows.extend(_identity_rows(identity, members, classify, same_content, same_image))
@@ -174,7 +179,7 @@ def _identity_rows(identity: Any, members: list[dict[str, Any]], classify: Class
         base, note = identity, ""
     else:
         base = surrogate_series_uid(parts[0]["_sop_uids"], identity[1])
-        note = "no SeriesInstanceUID: surrogate series_key"
+        note = (invalid_uid_note("SeriesInstanceUID", identity[4]) or "no SeriesInstanceUID") + ": surrogate series_key"
     rows = []
     for index, part in enumerate(parts):
         del part["_sop_uids"]
@@ -259,8 +264,21 @@ def _series_row(records: list[dict[str, Any]], classify: Classifier) -> dict:
         problems.append(q.reason(q.LOCALIZER, "a single slice cannot form a volume"))
     if problems:
         row.update(status="quarantined", reason="; ".join(problems))
+    row["warnings"] = "; ".join(filter(None, [row["warnings"], *_invalid_uid_notes(records)]))
     row["protocol"], row["protocol_rule"] = classify(row)
     return row
+
+
+def _invalid_uid_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Warnings naming the invalid Study, Frame of Reference and SOP Instance UIDs of a series' slices."""
+    notes = []
+    for field, keyword in (("study_uid", "StudyInstanceUID"), ("frame_of_reference_uid", "FrameOfReferenceUID"),
+                           ("sop_uid", "SOPInstanceUID")):
+        bad = sorted({r[field] for r in records if r.get(field) and not is_valid_uid(r[field])})
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            notes.append(f"{invalid_uid_note(keyword, bad[0])}{more}: derived outputs reference a surrogate")
+    return notes
 
 
 def _set_aside(key: str, records: list[dict[str, Any]], why: str, known: dict[str, Any]) -> dict[str, Any]:
