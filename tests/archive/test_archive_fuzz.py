@@ -3,21 +3,26 @@
 The corpus (``fuzz_corpus.py``) mutates the real Siemens series (JPEG 2000) and synthetic series
 (explicit VR, JPEG 2000, implicit VR): truncations, targeted bit flips, missing and zero header values,
 odd transfer syntaxes, non-CT objects, random bytes, exact and conflicting copies, the same export in
-two folders. Each mutation kind must land in a quarantine row with its own reason category; every
-good series must stay ok with exactly its good slices. The header/grouping checks run without Ray
-(fast); ``build_catalog`` on Ray and ``convert_archive`` over the result are the slow tests.
+two folders, broken copies and re-exports that keep a good slice's SOP Instance UID, series UIDs that
+are not UIDs. Each mutation kind must land in a quarantine row with its own reason category; every
+good series must stay ok with exactly its good slices, under a valid UID key with a folder of its own.
+The header/grouping checks run without Ray (fast); ``build_catalog`` on Ray and ``convert_archive`` over
+the result are the slow tests.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from pydicom.uid import UID
 
 from ctharmony.archive import quarantine as q
+from ctharmony.infer.resume import series_dirname
 from testkit import fuzz_corpus as FC
 from testkit.real_cases import require_real_data
 
@@ -47,12 +52,14 @@ def catalog_problems(df: pd.DataFrame, corpus) -> list[str]:
         problems.append(f"series_key not unique: {df['series_key'][df['series_key'].duplicated()].tolist()}")
     row_of = {f: i for i, files in enumerate(df["files"]) for f in files}
     status, reason = df["status"].tolist(), df["reason"].tolist()
+    ok_row = {}
     for name, slots in corpus.good.items():
         rows = {row_of.get(p) for slot in slots for p in slot} - {None}
         ok_rows = [i for i in rows if status[i] == "ok"]
         if len(ok_rows) != 1:
             problems.append(f"good series {name}: in {len(ok_rows)} ok rows ({[reason[i] for i in rows]})")
             continue
+        ok_row[name] = ok_rows[0]
         files = set(df["files"][ok_rows[0]])
         hits = [len(slot & files) for slot in slots]
         if hits != [1] * len(slots) or len(files) != len(slots):
@@ -70,7 +77,7 @@ def catalog_problems(df: pd.DataFrame, corpus) -> list[str]:
     for group in corpus.duplicates:
         fates = sorted(q.category(fate(p)) for p in group)
         if fates != sorted(["ok"] + [q.DUPLICATE] * (len(group) - 1)):
-            problems.append(f"exact copies {sorted(Path(p).name for p in group)}: {fates}")
+            problems.append(f"copies of one image {sorted(Path(p).name for p in group)}: {fates}")
     for path in corpus.conflicts:
         if q.category(fate(path)) != q.CONFLICTING_DUPLICATE:
             problems.append(f"conflicting copy {Path(path).name}: {fate(path)!r}")
@@ -78,8 +85,28 @@ def catalog_problems(df: pd.DataFrame, corpus) -> list[str]:
         missing = [c for c in categories if f"{c}:" not in fate(path)]
         if missing:
             problems.append(f"{Path(path).name}: reason {fate(path)!r} does not name {missing}")
+    problems += _key_problems(df, corpus, ok_row)
     bad = df[(df["status"] != "ok") & ~df["reason"].map(q.category).isin(q.CATEGORIES)]
     problems += [f"quarantine row without a known category: {r!r}" for r in bad["reason"]]
+    return problems
+
+
+def _key_problems(df: pd.DataFrame, corpus, ok_row: dict[str, int]) -> list[str]:
+    """Ok series keyed by valid UIDs (surrogates named in a warning where the file's is invalid), one folder each."""
+    problems = []
+    ok = df[df["status"] == "ok"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid values it is given
+        problems += [f"ok series keyed by {k!r}: not a valid UID" for k in ok["series_key"] if not UID(k).is_valid]
+    for name, uid in corpus.invalid_uids.items():
+        if name not in ok_row:
+            continue
+        row = df.iloc[ok_row[name]]
+        shown = repr(uid if len(uid) <= 70 else uid[:70] + "...")
+        if row["series_uid"] != "" or f"SeriesInstanceUID {shown} is not a valid UID" not in row["warnings"]:
+            problems.append(f"{name}: series_uid {row['series_uid']!r}, warnings {row['warnings']!r}")
+    folders = Counter(series_dirname(key) for key in ok["series_key"])
+    problems += [f"output folder {folder} shared by {n} series" for folder, n in folders.items() if n > 1]
     return problems
 
 
@@ -173,6 +200,7 @@ def test_conversion_records_every_ok_series_exactly_once(fuzz_catalog, tmp_path_
     ok = df[df["status"] == "ok"]
     assert sorted(results["series_key"]) == sorted(ok["series_key"])  # each ok series exactly once
     assert results["status"].isin(["done", "failed", "skipped"]).all()
+    assert results["output_dir"].is_unique  # one folder per series (a/b and a_b included)
     unexplained = results[(results["status"] != "done") & (results["reason"] == "")]
     assert unexplained.empty, unexplained[["series_key", "status"]]
     done = results.set_index("series_key")["status"] == "done"

@@ -117,7 +117,7 @@ def test_exact_copies_are_kept_once_and_reported():
 def test_conflicting_copies_are_set_aside_and_the_rest_survives():
     recs = [_rec(f"/a/{k}", 2.0 * k) for k in range(5)]
     recs.append(_rec("/b/2", 2.0 * 2, sop_uid="1.2.3./a/2"))  # same SOP Instance UID, other bytes
-    rows = _keys(group_series(recs, _classify, same_content=lambda a, b: False))
+    rows = _keys(group_series(recs, _classify, same_content=lambda a, b: False, same_image=lambda a, b: False))
     assert rows["1.2.3"]["files"] == ["/a/0", "/a/1", "/a/3", "/a/4"] and rows["1.2.3"]["status"] == "ok"
     assert "gap" in rows["1.2.3"]["geometry"] and rows["1.2.3"]["largest_gap_mm"] == 4.0
     conflict = rows["1.2.3.conflicts"]
@@ -141,3 +141,52 @@ def test_a_quarantined_series_lists_all_its_problems():
     reasons = rows["5"]["reason"].split("; ")
     assert rows["5"]["status"] == "quarantined" and len(reasons) == 2
     assert {q.category(r) for r in reasons} == {q.INCONSISTENT_GEOMETRY, q.LOCALIZER}
+
+
+def test_a_broken_copy_is_judged_on_its_own_and_never_competes():
+    recs = [_rec(f"/a/{k}", 2.0 * k) for k in range(4)]
+    recs.append(_rec("/b/nopos", 2.0, sop_uid="1.2.3./a/1", position=[]))  # same instance, no position
+    recs.append(_rec("/b/bad", 4.0, sop_uid="1.2.3./a/2", error="invalid image header: Rows is 0"))
+    rows = _keys(group_series(recs, _classify, same_content=lambda a, b: False, same_image=lambda a, b: False))
+    assert rows["1.2.3"]["files"] == [f"/a/{k}" for k in range(4)] and rows["1.2.3"]["status"] == "ok"
+    assert rows["1.2.3.no-geometry"]["files"] == ["/b/nopos"]
+    [bad] = [r for r in rows.values() if r["files"] == ["/b/bad"]]
+    assert bad["reason"] == "invalid image header: Rows is 0"
+
+
+def test_copies_of_the_same_image_are_duplicates_and_other_geometry_conflicts():
+    recs = [_rec(f"/a/{k}", 2.0 * k) for k in range(4)]
+    recs.append(_rec("/b/anon", 0.0, sop_uid="1.2.3./a/0", patient_key="other"))  # other header, same image
+    recs.append(_rec("/b/moved", 104.0, sop_uid="1.2.3./a/2"))  # same pixels, another position
+    recs.append(_rec("/b/spacing", 6.0, sop_uid="1.2.3./a/3", pixel_spacing=[0.7, 0.7]))
+    compared = []
+    rows = _keys(group_series(recs, _classify, same_content=lambda a, b: False,
+                              same_image=lambda a, b: compared.append((a, b)) or True))
+    assert rows["1.2.3"]["files"] == ["/a/0", "/a/1"]  # kept: the copies in the series' own folder
+    dup = rows["1.2.3.duplicates"]
+    assert dup["files"] == ["/b/anon"] and q.category(dup["reason"]) == q.DUPLICATE
+    assert "same pixels and geometry" in dup["reason"] and "byte-identical" not in dup["reason"]
+    assert rows["1.2.3.conflicts"]["files"] == ["/a/2", "/a/3", "/b/moved", "/b/spacing"]
+    assert compared == [("/a/0", "/b/anon")]  # pixels are compared only where the geometry agrees
+
+
+def test_invalid_series_uids_get_surrogate_keys_and_never_share_one():
+    bad = {"a/b": "characters other than digits", "a_b": "characters other than digits",
+           "9" * 200: "200 characters", "1.2.03": "leading zero", "../../../../etc/passwd": "characters"}
+    recs = [_rec(f"/x/{n}-{k}", 2.0 * k, uid=uid, sop_uid=f"7.{n}.{k}") for n, uid in enumerate(bad) for k in range(3)]
+    rows = _keys(group_series(recs, _classify))
+    assert len(rows) == len(bad) and all(r["status"] == "ok" and r["slices"] == 3 for r in rows.values())
+    for n, (uid, words) in enumerate(bad.items()):
+        [row] = [r for r in rows.values() if r["files"][0].startswith(f"/x/{n}-")]
+        assert row["series_key"] == surrogate_series_uid([f"7.{n}.{k}" for k in range(3)], "/x")
+        assert row["series_uid"] == "" and words in row["warnings"] and "surrogate series_key" in row["warnings"]
+        assert repr(uid[:70] + ("..." if len(uid) > 70 else "")) in row["warnings"]
+
+
+def test_invalid_study_frame_and_instance_uids_are_reported():
+    recs = [_rec(f"/a/{k}", 2.0 * k, study_uid="1.02", frame_of_reference_uid="x", sop_uid=f"1.2.0{k}")
+            for k in range(3)]
+    warnings = _keys(group_series(recs, _classify))["1.2.3"]["warnings"]
+    assert "StudyInstanceUID '1.02' is not a valid UID (a component with a leading zero)" in warnings
+    assert "FrameOfReferenceUID 'x' is not a valid UID" in warnings
+    assert "SOPInstanceUID '1.2.00' is not a valid UID (a component with a leading zero) (and 2 more)" in warnings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,7 +74,24 @@ def test_commit_refuses_a_second_copy(tmp_path):
     assert layout.commit(first, "9.9") is True
     assert layout.commit(second, "9.9") is False and not second.exists()
     assert layout.read_record("9.9")["output_dir"] == str(tmp_path / "series" / "9.9" / "harmonized")
-    assert series_dirname("1.2/../x") == "1.2_.._x"
+
+
+def test_folder_names_are_safe_and_two_keys_never_share_one(tmp_path):
+    assert series_dirname("1.2.840.113619.2.55.3") == "1.2.840.113619.2.55.3"  # a UID names its own folder
+    keys = ("a/b", "a_b", "a:b", "1.2/../x", "..", ".hidden", "9" * 300, "9" * 301)
+    names = {key: series_dirname(key) for key in keys}
+    assert len(set(names.values())) == len(keys), names
+    assert names["a_b"] == "a_b" and names["a/b"].startswith("a_b-") and names["1.2/../x"].startswith("1.2_.._x-")
+    assert all(re.fullmatch(r"[0-9A-Za-z_][0-9A-Za-z._-]{0,139}", name) for name in names.values()), names
+    layout = OutputLayout(tmp_path)
+    layout.prepare()
+    for key in ("a/b", "a_b"):
+        staging = layout.new_staging_dir(key)
+        layout.write_record(staging, {"series_key": key})
+        assert layout.commit(staging, key) is True
+    assert layout.completed_keys() == {"a/b", "a_b"} and len(list(layout.series_root.iterdir())) == 2
+    with pytest.raises(ValueError, match="empty series key"):
+        series_dirname("")
 
 
 def test_progress_lines_and_summary(caplog):

@@ -1,17 +1,20 @@
 """A fuzz corpus for the catalog: good series beside hundreds of mutated files, each with its expected fate.
 
 Mutations are targeted (each changes something the catalog must detect) and come from the real
-Siemens series (JPEG 2000) and from synthetic series (explicit VR, JPEG 2000, implicit VR). Not a test
-module: ``test_archive_fuzz`` imports it as ``from testkit import fuzz_corpus``.
+Siemens series (JPEG 2000) and from synthetic series (explicit VR, JPEG 2000, implicit VR). Most get a
+fresh SOP Instance UID; broken copies and re-exports keep the slice's own (they must not cost the good
+series a slice). Not a test module: ``test_archive_fuzz`` imports it as ``from testkit import fuzz_corpus``.
 
 ``build(root, real_dir)`` returns a :class:`Corpus`:
 
 - ``good``: series name -> slots; each slot is the set of paths that may stand for one slice (one path,
-  or an original and its byte-identical copies); the ok series must hold exactly one path per slot;
+  or an original and its copies); the ok series must hold exactly one path per slot;
 - ``mutants``: path -> (kind, expected quarantine category, words the reason must contain);
-- ``duplicates``: groups of byte-identical copies (one kept in a series, the others ``duplicate instance``);
+- ``duplicates``: groups of copies of one image, byte-identical or re-exported with other header values
+  (one kept in a series, the others ``duplicate instance``);
 - ``conflicts``: paths that share a SOP Instance UID with different content (all ``conflicting duplicate``);
-- ``multi_problem``: path of a series whose reason must name several problems, with their categories.
+- ``multi_problem``: path of a series whose reason must name several problems, with their categories;
+- ``invalid_uids``: good series whose SeriesInstanceUID is not a valid UID -> that value (surrogate key).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +41,7 @@ from pydicom.uid import (
 )
 
 from ctharmony.archive import quarantine as q
-from ctharmony.archive.synthetic import write_ct_series
+from ctharmony.archive.synthetic import transcode_with_gdcm, write_ct_series
 from testkit import dicom_mutations as M
 
 REAL_SOURCES = (0, 7, 13)  # indices of the real slices each file-level mutation is applied to
@@ -61,6 +65,7 @@ class Corpus:
     duplicates: list[set[str]] = dataclasses.field(default_factory=list)
     conflicts: list[str] = dataclasses.field(default_factory=list)
     multi_problem: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    invalid_uids: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def expect(self, path: Path, kind: str, category: str, words: str = "") -> None:
         assert str(path) not in self.mutants, path
@@ -240,6 +245,73 @@ def _series_level(corpus: Corpus, sources: list[Source]) -> None:
     corpus.multi_problem[str(many)] = (q.INVALID_HEADER,)
 
 
+def _broken_copies(corpus: Corpus) -> None:
+    """Broken copies of good slices that keep their SOP Instance UID, beside them: each quarantined for itself."""
+    broken = {  # kind -> (edit of the copy, expected category, words of the reason)
+        "copy-no-pixel-spacing": ({"PixelSpacing": None}, q.INVALID_HEADER, "PixelSpacing missing"),
+        "copy-slope-0": ({"RescaleSlope": 0}, q.INVALID_HEADER, "RescaleSlope is 0"),
+        "copy-modality-mr": ({"Modality": "MR"}, q.INVALID_HEADER, "Modality is MR in a CT Image Storage file"),
+        "copy-mr-image": ({"SOPClassUID": MRImageStorage, "Modality": "MR",
+                           "_meta": {"MediaStorageSOPClassUID": MRImageStorage}}, q.NOT_CT, "MR Image Storage"),
+        "copy-localizer": ({"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}, q.LOCALIZER, "LOCALIZER"),
+        "copy-no-position": ({"ImagePositionPatient": None}, q.INCONSISTENT_GEOMETRY, "without ImagePositionPatient"),
+    }
+    for name in ("syn-implicit", "real-b"):  # a series with its UID, and one keyed by its folder
+        slices = [Path(next(iter(slot))) for slot in corpus.good[name]]
+        for k, (kind, (changes, category, words)) in enumerate(broken.items()):
+            src = slices[k % len(slices)]
+            changes = dict(changes)
+            meta = changes.pop("_meta", None)
+            corpus.expect(M.mutate(src, src.parent / f"{kind}.dcm", meta=meta, **changes), kind, category, words)
+        src = Source(f"{name}-flip", slices[-1], name)
+        power = int(math.log2(pydicom.dcmread(src.path, stop_before_pixels=True).Rows))
+        flipped = _flip(src, src.path.parent / "copy-flip-rows.dcm", (0x0028, 0x0010), power // 8, power % 8)
+        corpus.expect(flipped, "copy-flip-rows", q.INVALID_HEADER, "Rows is 0")
+        data = slices[0].read_bytes()
+        cut = _cut(Source(f"{name}-cut", slices[0], name), slices[0].parent / "copy-cut.dcm",
+                   (data.index(b"\xe0\x7f\x10\x00") + len(data)) // 2)
+        corpus.expect(cut, "copy-cut-in-pixels", q.TRUNCATED)
+
+
+def _reexports(corpus: Corpus) -> None:
+    """Copies of good slices with the same pixels and other header values: duplicates, never conflicts."""
+    def add(name: str, index: int, copy: Path) -> None:
+        slot = corpus.good[name][index]
+        slot.add(str(copy))
+        corpus.duplicates.append(set(slot))
+
+    anonymised = {"PatientName": "OTHER^PATIENT", "PatientID": "OTHER-0002"}
+    explicit = Path(next(iter(corpus.good["syn-explicit"][1])))
+    add("syn-explicit", 1, M.mutate(explicit, corpus.root / "reexport" / "syn-explicit" / explicit.name, **anonymised))
+    real = Path(next(iter(corpus.good["real-b"][1])))  # keyed by its folder: the re-export lands beside it
+    add("real-b", 1, M.mutate(real, real.parent / "reexport-anonymised.dcm", **anonymised))
+    explicit = Path(next(iter(corpus.good["syn-explicit"][2])))
+    transcoded = corpus.root / "reexport" / "syn-explicit" / f"{explicit.stem}-jpeg-lossless.dcm"
+    shutil.copy(explicit, transcoded)
+    transcode_with_gdcm(transcoded, "JPEGLosslessProcess14_1")  # other bytes, the same pixels
+    add("syn-explicit", 2, transcoded)
+
+
+INVALID_SERIES_UIDS = ("../../../../etc/passwd", "9" * 200, "1.2.03.4", "a/b", "a_b")
+
+
+def _invalid_uids(corpus: Corpus) -> None:
+    """Good series whose SeriesInstanceUID is not a UID; ``a/b`` and ``a_b`` share folder, study and frame."""
+    folder = corpus.root / "invalid-uids"
+    shared = {"study_uid": generate_uid(entropy_srcs=["fuzz-study"]), "frame_uid": generate_uid(entropy_srcs=["fuzz"])}
+    for k, uid in enumerate(INVALID_SERIES_UIDS):
+        name = f"invalid-uid-{k}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about the invalid value it writes
+            paths = write_ct_series(folder / name, slices=3, rows=SIZE, columns=SIZE, series_uid=uid, seed=20 + k,
+                                    **shared)
+        if uid == "a_b":  # moved beside a/b's slices: only the (invalid) series UID tells the two apart
+            paths = [p.rename(folder / f"invalid-uid-{k - 1}" / f"a_b-{p.name}") for p in paths]
+            (folder / name).rmdir()
+        _write_good(corpus, name, paths)
+        corpus.invalid_uids[name] = uid
+
+
 def build(root: Path, real_dir: Path) -> Corpus:
     """Write the corpus under ``root`` (an empty folder) and return what the catalog must make of it."""
     corpus = Corpus(root)
@@ -250,4 +322,7 @@ def build(root: Path, real_dir: Path) -> Corpus:
     _file_level(corpus, file_sources)
     _not_dicom(corpus)
     _series_level(corpus, sources)
+    _broken_copies(corpus)
+    _reexports(corpus)
+    _invalid_uids(corpus)
     return corpus

@@ -8,8 +8,9 @@ RescaleIntercept are applied; pixels equal to PixelPaddingValue (or within the p
 gaps and uneven spacing are never regularised away; on a regular series the result matches SimpleITK's
 ``ImageSeriesReader`` voxel for voxel and in geometry.
 
-Slices without Study/Series Instance UIDs (over-anonymised exports) get deterministic surrogate UIDs,
-named in ``tags["surrogate_uids"]``, so that derived series and SEGs can still reference them.
+Slices without Study/Series Instance UIDs (over-anonymised exports), or with values that are not valid
+UIDs (``uids``), get deterministic surrogate UIDs, as do invalid Frame of Reference and SOP Instance UIDs;
+they are named in ``tags["surrogate_uids"]``, so that derived series and SEGs reference valid UIDs.
 
 Example::
 
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ctharmony.archive.series import Geometry, slice_geometry, surrogate_series_uid
+from ctharmony.archive.uids import is_valid_uid
 from ctharmony.archive.volume import Volume
 
 PADDING_HU = -1024.0
@@ -80,6 +82,11 @@ def _hu(ds: Any, path: Path) -> np.ndarray:
     return hu
 
 
+def slice_hu(path: str | Path) -> np.ndarray:
+    """One slice file's image in HU (rescale and padding applied), as :func:`read_series` reads it."""
+    return _hu(_read_file(Path(path)), Path(path))
+
+
 def _rescale(ds: Any, path: Path) -> tuple[float, float]:
     """RescaleSlope and RescaleIntercept (absent or empty: 1 and 0); a zero or non-finite slope is an error."""
     values = []
@@ -104,8 +111,6 @@ def _uid(ds: Any, keyword: str, meta_keyword: str = "") -> str:
 
 def read_series(files: Sequence[str | Path]) -> Volume:
     """Read the slices in ``files`` (any order) into a Volume; raises :class:`SeriesReadError`."""
-    from pydicom.uid import generate_uid
-
     paths = [Path(f) for f in files]
     if not paths:
         raise SeriesReadError("read_series: no files given")
@@ -126,12 +131,7 @@ def read_series(files: Sequence[str | Path]) -> Volume:
         z_spacing = float(first.get("SliceThickness", 1.0) or 1.0)
     sop_uids = [_uid(ds, "SOPInstanceUID", "MediaStorageSOPInstanceUID") for ds, _ in ordered]
     tags = _tags(first, sop_uids, [str(p) for _, p in ordered])
-    if not tags["SeriesInstanceUID"]:
-        tags["SeriesInstanceUID"] = surrogate_series_uid(sop_uids, os.path.dirname(str(ordered[0][1])))
-        tags["surrogate_uids"].append("SeriesInstanceUID")
-    if not tags["StudyInstanceUID"]:
-        tags["StudyInstanceUID"] = generate_uid(entropy_srcs=["ctharmony-surrogate-study", tags["SeriesInstanceUID"]])
-        tags["surrogate_uids"].append("StudyInstanceUID")
+    _surrogates(tags, os.path.dirname(str(ordered[0][1])))
     return Volume(
         hu=np.stack(slices),
         spacing=(z_spacing, row_spacing, column_spacing),
@@ -139,6 +139,34 @@ def read_series(files: Sequence[str | Path]) -> Volume:
         tags=tags,
         positions=positions,
     )
+
+
+def _surrogates(tags: dict[str, Any], folder: str) -> None:
+    """Put deterministic surrogates in place of missing Study / Series UIDs and of invalid UIDs.
+
+    The series surrogate is the catalog's (``series.surrogate_series_uid`` of the files' SOP Instance
+    UIDs and folder), so a series keyed by a surrogate in the catalog is derived under that same UID.
+    """
+    from pydicom.uid import generate_uid
+
+    sop_uids = tags["SOPInstanceUIDs"]
+    if not is_valid_uid(tags["SeriesInstanceUID"]):
+        tags["SeriesInstanceUID"] = surrogate_series_uid(sop_uids, folder)
+        tags["surrogate_uids"].append("SeriesInstanceUID")
+    series = tags["SeriesInstanceUID"]
+    study = tags["StudyInstanceUID"]  # an invalid one keys its surrogate: the study's series stay together
+    if not is_valid_uid(study):
+        tags["StudyInstanceUID"] = generate_uid(entropy_srcs=["ctharmony-surrogate-study", study or series])
+        tags["surrogate_uids"].append("StudyInstanceUID")
+    frame = tags["FrameOfReferenceUID"]
+    if frame and not is_valid_uid(frame):
+        tags["FrameOfReferenceUID"] = generate_uid(entropy_srcs=["ctharmony-surrogate-frame", frame])
+        tags["surrogate_uids"].append("FrameOfReferenceUID")
+    if any(uid and not is_valid_uid(uid) for uid in sop_uids):
+        tags["SOPInstanceUIDs"] = [
+            generate_uid(entropy_srcs=["ctharmony-surrogate-sop", series, uid, str(k)])
+            if uid and not is_valid_uid(uid) else uid for k, uid in enumerate(sop_uids)]
+        tags["surrogate_uids"].append("SOPInstanceUID")
 
 
 def read_geometry(files: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:

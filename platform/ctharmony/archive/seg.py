@@ -3,7 +3,8 @@
 The SEG is a binary segmentation whose frames map one to one onto the source slices (same order
 as the :class:`Volume`), with the algorithm named in its segment description. Its Series / SOP
 Instance UIDs are derived deterministically from the source series and the algorithm's name and
-version. Source slices with surrogate UIDs (see ``reader``) are referenced by those surrogates.
+version. Source slices with surrogate UIDs (see ``reader``: missing or invalid UIDs) are referenced by
+those surrogates.
 
 Example::
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ctharmony.archive.uids import is_valid_uid
 from ctharmony.archive.volume import Volume
 from ctharmony.archive.writer import derived_description, derived_uid, fill_type2
 
@@ -39,9 +41,11 @@ def _source_datasets(source: Volume) -> list[Any]:
         except Exception as err:  # noqa: BLE001
             raise OSError(f"{path}: cannot read the source header ({err})") from err
         for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"):
-            if not ds.get(keyword):
+            if not is_valid_uid(ds.get(keyword)):
                 setattr(ds, keyword, source.tags.get(keyword) or ds.file_meta.get(f"MediaStorage{keyword}", ""))
-        if not ds.get("SOPInstanceUID"):
+        if ds.get("FrameOfReferenceUID") and not is_valid_uid(ds.FrameOfReferenceUID):
+            ds.FrameOfReferenceUID = source.tags.get("FrameOfReferenceUID")
+        if not is_valid_uid(ds.get("SOPInstanceUID")):
             ds.SOPInstanceUID = sop_uid
         datasets.append(fill_type2(ds))
     return datasets

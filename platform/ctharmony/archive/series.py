@@ -1,15 +1,20 @@
 """Slices -> series: group header records, drop copies and bad slices, sort along the normal, measure geometry.
 
-Grouping starts from the SeriesInstanceUID; files without one are grouped by folder, frame of reference
-and description under a surrogate UID derived from their folder and SOP Instance UIDs, so the same
-export in two folders gives two distinct series. Within a series:
+Grouping starts from the SeriesInstanceUID; files without one, or whose value is not a valid UID
+(``uids``: the warning names it), are grouped by folder, frame of reference, description (and that
+value) under a surrogate UID derived from their folder and SOP Instance UIDs, so the same export in two
+folders gives two distinct series and no series is ever keyed by an invalid UID. Within a series,
+every slice is judged on its own first:
 
-- exact duplicate instances (same SOP Instance UID, same bytes: a second copy of an export) are kept
-  once; the copies go to a ``duplicate instance`` quarantine row;
-- conflicting copies (same SOP Instance UID, different bytes) are all set aside in a
+- slices the header reader set aside keep their own reason; slices without position/orientation are
+  split off into their own quarantine row, so one bad slice (or a broken copy of a good one) never
+  sinks the others;
+- then copies of one instance (same SOP Instance UID, see ``copies``) are sorted: byte-identical
+  copies, and copies of the same image with other header values, are kept once (the others go to a
+  ``duplicate instance`` row); copies of different images are all set aside in a
   ``conflicting duplicate`` row (which copy is right cannot be told);
-- slices without position/orientation, or whose pixel spacing or frame of reference differs from the
-  rest, are split off into their own quarantine row, so one bad slice never sinks the others;
+- slices whose pixel spacing or frame of reference differs from the rest are split off into their
+  own quarantine row;
 - orientation, ImageType or image size differences split the series into parts (the largest keeps the
   key, the others get ``.2``, ``.3``...).
 
@@ -27,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import filecmp
 import math
 import os
 from collections import Counter, defaultdict
@@ -37,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from ctharmony.archive import quarantine as q
+from ctharmony.archive.copies import same_bytes, same_pixels, sort_copies
+from ctharmony.archive.uids import invalid_uid_note, is_valid_uid
 
 GROUPED_ERRORS = (q.NOT_CT, q.LOCALIZER, q.MULTIFRAME)  # one row per series, not one per file
 TILT_DEGREES = 0.1
@@ -110,7 +116,8 @@ def group_series(
     records: Sequence[dict[str, Any]],
     classify: Classifier,
     *,
-    same_content: Callable[[str, str], bool] | None = None,
+    same_content: Callable[[str, str], bool] = same_bytes,
+    same_image: Callable[[str, str], bool] = same_pixels,
 ) -> list[dict[str, Any]]:
     """Catalog rows (series and quarantine rows) from header records; every record lands in exactly one row.
 
@@ -118,35 +125,40 @@ def group_series(
         records: header records (``headers.read_header``).
         classify: row -> (protocol, rule).
         same_content: whether two files hold the same bytes (default: a byte comparison).
+        same_image: whether two files hold the same pixels (default: both decoded to HU and compared).
     """
-    same_content = same_content or (lambda a, b: filecmp.cmp(a, b, shallow=False))
     rows: list[dict[str, Any]] = []
     identities: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         error = rec.get("error", "")
         uid = rec.get("series_uid", "")
+        if uid and not is_valid_uid(uid):  # never a key, never a reference: the row names it in a warning
+            rec = {**rec, "series_uid": "", "_invalid_series_uid": uid}
+            uid = ""
         if error and not (uid and q.category(error) in GROUPED_ERRORS):
             rows.append(q.file_row(rec["path"], error, rec.get("bytes", 0), **_known(rec)))
             continue
         identity = uid or ("no-uid", os.path.dirname(rec["path"]), rec["frame_of_reference_uid"],
-                           rec["series_description"])
+                           rec["series_description"], rec.get("_invalid_series_uid", ""))
         identities[identity].append(rec)
     for identity, members in identities.items():
-        rows.extend(_identity_rows(identity, members, classify, same_content))
+        rows.extend(_identity_rows(identity, members, classify, same_content, same_image))
     return rows
 
 
 def _identity_rows(identity: Any, members: list[dict[str, Any]], classify: Classifier,
-                   same_content: Callable[[str, str], bool]) -> list[dict[str, Any]]:
+                   same_content: Callable[[str, str], bool],
+                   same_image: Callable[[str, str], bool]) -> list[dict[str, Any]]:
     """Rows of one series identity: its parts and the quarantine rows split off from it."""
     usable = [r for r in members if not r.get("error")]
-    kept, duplicates, conflicts = _deduplicate(usable, same_content)
-    no_geometry = [r for r in kept if len(r["position"]) != 3 or len(r["orientation"]) != 6]
-    if no_geometry and len(no_geometry) < len(kept):
+    no_geometry = [r for r in usable if len(r["position"]) != 3 or len(r["orientation"]) != 6]
+    if no_geometry and len(no_geometry) < len(usable):  # judged before copies: a broken copy never competes
         dropped = {id(r) for r in no_geometry}
-        kept = [r for r in kept if id(r) not in dropped]
+        usable = [r for r in usable if id(r) not in dropped]
     else:
         no_geometry = []
+    copies = sort_copies(usable, same_content=same_content, same_image=same_image)
+    kept, duplicates, conflicts = copies.kept, copies.identical + copies.same_image, copies.conflicts
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for rec in kept + [r for r in members if r.get("error")]:
         split = (rec.get("error", ""), _orientation_key(rec["orientation"]), rec["image_type"], rec["rows"],
@@ -167,7 +179,7 @@ def _identity_rows(identity: Any, members: list[dict[str, Any]], classify: Class
         base, note = identity, ""
     else:
         base = surrogate_series_uid(parts[0]["_sop_uids"], identity[1])
-        note = "no SeriesInstanceUID: surrogate series_key"
+        note = (invalid_uid_note("SeriesInstanceUID", identity[4]) or "no SeriesInstanceUID") + ": surrogate series_key"
     rows = []
     for index, part in enumerate(parts):
         del part["_sop_uids"]
@@ -176,9 +188,7 @@ def _identity_rows(identity: Any, members: list[dict[str, Any]], classify: Class
         rows.append(part)
     known = _known(members[0])
     if duplicates:
-        rows.append(_set_aside(f"{base}.duplicates", duplicates, q.reason(
-            q.DUPLICATE, f"{len(duplicates)} file(s) are byte-identical copies of instances kept in series "
-                         f"{base} (the same export stored twice)"), known))
+        rows.append(_set_aside(f"{base}.duplicates", duplicates, _duplicate_reason(copies, base), known))
     if conflicts:
         count = len({r['sop_uid'] for r in conflicts})
         rows.append(_set_aside(f"{base}.conflicts", conflicts, q.reason(
@@ -193,25 +203,16 @@ def _identity_rows(identity: Any, members: list[dict[str, Any]], classify: Class
     return rows
 
 
-def _deduplicate(records: list[dict[str, Any]], same_content: Callable[[str, str], bool]):
-    """(kept, exact copies, conflicting copies) by SOP Instance UID."""
-    by_uid: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    kept = []
-    for rec in records:
-        if rec.get("sop_uid"):
-            by_uid[rec["sop_uid"]].append(rec)
-        else:
-            kept.append(rec)
-    duplicates, conflicts = [], []
-    for copies in by_uid.values():
-        copies.sort(key=lambda r: r["path"])
-        first, others = copies[0], copies[1:]
-        if all(r["bytes"] == first["bytes"] and same_content(first["path"], r["path"]) for r in others):
-            kept.append(first)
-            duplicates += others
-        else:
-            conflicts += copies
-    return kept, duplicates, conflicts
+def _duplicate_reason(copies: Any, base: str) -> str:
+    """Why copies of kept slices are set aside, by kind of copy."""
+    kinds = []
+    if copies.identical:
+        kinds.append(f"{len(copies.identical)} byte-identical (the same export stored twice)")
+    if copies.same_image:
+        kinds.append(f"{len(copies.same_image)} with the same pixels and geometry but other header values "
+                     "(a re-export, an anonymised or edited copy)")
+    count = len(copies.identical) + len(copies.same_image)
+    return q.reason(q.DUPLICATE, f"{count} file(s) are copies of instances kept in series {base}: {', '.join(kinds)}")
 
 
 def _majority(group: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[list[dict[str, Any]], str]]]:
@@ -263,8 +264,21 @@ def _series_row(records: list[dict[str, Any]], classify: Classifier) -> dict:
         problems.append(q.reason(q.LOCALIZER, "a single slice cannot form a volume"))
     if problems:
         row.update(status="quarantined", reason="; ".join(problems))
+    row["warnings"] = "; ".join(filter(None, [row["warnings"], *_invalid_uid_notes(records)]))
     row["protocol"], row["protocol_rule"] = classify(row)
     return row
+
+
+def _invalid_uid_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Warnings naming the invalid Study, Frame of Reference and SOP Instance UIDs of a series' slices."""
+    notes = []
+    for field, keyword in (("study_uid", "StudyInstanceUID"), ("frame_of_reference_uid", "FrameOfReferenceUID"),
+                           ("sop_uid", "SOPInstanceUID")):
+        bad = sorted({r[field] for r in records if r.get(field) and not is_valid_uid(r[field])})
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            notes.append(f"{invalid_uid_note(keyword, bad[0])}{more}: derived outputs reference a surrogate")
+    return notes
 
 
 def _set_aside(key: str, records: list[dict[str, Any]], why: str, known: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,9 @@ Layout under the output folder ``OUT``::
     OUT/.staging/<run_id>/<series_key>.<random>/  that run's work in progress (never read)
     OUT/results.parquet                        one row per series, rebuilt from the folders
 
+``<series_key>`` stands for the key's folder name (:func:`series_dirname`: the key itself when it is a
+UID, else a safe name with a hash of the key).
+
 A series folder appears only through ``os.rename`` of a finished staging folder, so it is either
 complete or absent; a second writer of the same series finds the folder taken and discards its copy,
 so a retried or duplicated task never yields two outputs.
@@ -35,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -54,16 +58,27 @@ RESULT_FILE = "result.json"
 LOCK_FILE = ".convert.lock"
 RUN_FILE = "run.json"
 NO_RUN = "unlocked"  # staging of writes made while no run holds OUT (e.g. a writer called directly)
+DIRNAME_MAX = 120  # characters of a series key kept in its folder name
+DIRNAME_HASH = 12  # hex characters of the key's hash added to a changed name
 PATH_FIELDS = ("output_dir", "seg_original_path", "seg_harmonized_path", "mask_original_path",
                "mask_harmonized_path")
 
 
 def series_dirname(series_key: str) -> str:
-    """A file-system-safe folder name for a series key (UIDs pass unchanged)."""
-    name = re.sub(r"[^0-9A-Za-z._-]", "_", str(series_key)).strip(".")
-    if not name:
-        raise ValueError(f"series key {series_key!r} gives an empty folder name")
-    return name
+    """A file-system-safe folder name for a series key, never shared by two keys.
+
+    UIDs and other safe keys pass unchanged; a key that had to be changed (characters replaced, dots
+    stripped, cut to ``DIRNAME_MAX`` characters) carries a short hash of the key, so ``a/b`` and ``a_b``
+    get two folders.
+    """
+    key = str(series_key)
+    if not key:
+        raise ValueError("an empty series key has no folder name")
+    name = re.sub(r"[^0-9A-Za-z._-]", "_", key).strip(".")[:DIRNAME_MAX]
+    if name == key:
+        return name
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:DIRNAME_HASH]
+    return f"{name or 'key'}-{digest}"
 
 
 class OutputBusyError(RuntimeError):
