@@ -444,6 +444,8 @@ def train_harmonizer(
     threads: Annotated[int | None, typer.Option(help="Torch threads per worker (train.threads_per_worker).")] = None,
     address: AddressOption = None,
     register: Annotated[bool, typer.Option("--register/--no-register", help="Register ctharmony-harmonizer.")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report the training pairs (used and refused "
+                                          "per study and protocol); no training.")] = False,
 ) -> None:
     """Train the harmonizer GAN (stage 1 L1, stage 2 L1 + perceptual + GAN) with Ray Train DDP."""
     from pathlib import Path
@@ -451,7 +453,15 @@ def train_harmonizer(
     from ctharmony import cluster
     from ctharmony.config import ConfigError
     from ctharmony.gpu_capacity import discover_gpu_capacity
-    from ctharmony.train.launch import train
+    from ctharmony.train.launch import plan_training_pairs, train
+    from ctharmony.train.pair_report import format_report
+
+    if dry_run:  # the pairs only: no cluster, no segmenter
+        from ctharmony.preflight import check_catalog
+
+        _preflight(lambda: check_catalog(catalog))
+        typer.echo(format_report(plan_training_pairs(spec, Path(catalog), overrides or [])))
+        return
 
     def check() -> str | None:
         from ctharmony.preflight import (

@@ -86,8 +86,19 @@ def test_ddp_run_killed_after_an_epoch_resumes_and_registers(tiny_archive: dict[
     run = client.get_run(outcome.run_id)
     assert run.data.params["loss.l1"] == "10.0" and run.data.params["generator.channels"] == "4"
     assert run.data.params["perceptual_extractor_used"] == "segmenter"
+    assert run.data.params["pairs_used"] == "15" and run.data.params["pairs_refused"] == "0"  # 3 studies x 5 inputs
+    assert "training_pairs.json" in {a.path for a in client.list_artifacts(outcome.run_id)}
     assert [m.step for m in client.get_metric_history(outcome.run_id, "val/mae_hu/M40")] == [1, 2]
     harmonizer = load_model(f"models:/ctharmony-harmonizer/{outcome.registered_version}")
     assert harmonizer.info["kind"] == "harmonizer" and harmonizer.info["intensity"]["hu_min"] == -1024.0
     out = harmonizer(torch.full((1, 1, 38, 50), 80.0))  # not the training size
     assert out.shape == (1, 1, 38, 50) and torch.isfinite(out).all()
+
+
+def test_dry_run_reports_the_pairs_without_training(tiny_archive: dict[str, object]) -> None:
+    from ctharmony.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--catalog", str(tiny_archive["catalog"]), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "training pairs: 3 studies usable" in result.output and "FBP  used    3  refused    0" in result.output
+    assert "harmonizer:" not in result.output  # nothing trained

@@ -12,6 +12,7 @@ from ctharmony.models.hu_model import HUModel
 from ctharmony.models.registry import load_spec
 from ctharmony.train.data import (
     PairedPatchSampler,
+    PairedStudy,
     TrainingDataError,
     pad_to_workers,
     split_by_patient,
@@ -127,6 +128,18 @@ def test_validation_noise_ratio_is_the_fine_noise_sd_over_the_references() -> No
 
     flat = flat_regions(torch.from_numpy(m80)[:, None], hu_per_unit=1.0, hu_min=0.0)
     assert not flat[..., :10].any() and flat[..., 12:].float().mean() > 0.8  # air and its edge left out
+
+
+def test_validation_counts_a_resampled_input_only_where_it_covers_m80() -> None:
+    m80 = np.random.default_rng(1).normal(40.0, 12.0, (6, 48, 48)).astype(np.float32)
+    m40 = m80 + 100.0
+    cover = np.ones(m80.shape, bool)
+    cover[:, :, 30:] = False
+    m40[~cover] = -1024.0  # what the resampler fills in where the input does not reach
+    metrics = _validate_shift(PairedStudy({"M80": m80, "M40": m40}, {"M40": cover}), ("M40",), 6)
+    assert metrics["val/mae_hu_raw/M40"] == pytest.approx(100.0, abs=1e-3)
+    assert metrics["val/mae_hu/M40"] == pytest.approx(0.0, abs=1e-2)
+    assert metrics["val/noise_ratio/M40"] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_segmenter_batches_are_aligned_patches_or_whole_slices() -> None:

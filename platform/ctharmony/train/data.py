@@ -6,8 +6,9 @@ Arrow schema (``protocols`` list<string>, ``files`` list<list<string>>, in the s
     {"study_uid": ..., "patient_key": ..., "protocols": ["M40", "M80"], "files": [[...], [...]]}
 
 Records feed the Train workers through Ray Data shards; each worker reads its studies' volumes once
-(:func:`load_study`) and draws paired patches at the same location in every protocol
-(:class:`PairedPatchSampler`): input any protocol, target the reference (M80).
+(:func:`load_study`: every input resampled onto the reference's slice planes in physical space, or refused,
+:mod:`ctharmony.train.pairing`) and draws paired patches at the same location in every protocol, where
+both exist (:class:`PairedPatchSampler`): input any protocol, target the reference (M80).
 
 Example::
 
@@ -18,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,6 +30,8 @@ import numpy as np
 
 from ctharmony.archive.catalog_table import SeriesRow
 from ctharmony.archive.protocols import REFERENCE_PROTOCOL
+from ctharmony.archive.volume import Volume
+from ctharmony.train.pairing import PairOutcome
 
 log = logging.getLogger(__name__)
 
@@ -97,34 +101,79 @@ def pad_to_workers(records: list[dict[str, Any]], workers: int) -> list[dict[str
     return [records[i % len(records)] for i in range(n)]
 
 
-def read_hu(files: Sequence[str]) -> np.ndarray:
-    """HU volume (z, y, x) float32 of a series (``ctharmony.archive.read_series``; its errors name the file)."""
+def read_volume(files: Sequence[str]) -> Volume:
+    """A series as a Volume in the canonical in-plane layout (``ctharmony.archive.read_series``; its errors
+    name the file), HU float32."""
     from ctharmony.archive import read_series
     from ctharmony.archive.orientation import to_canonical
 
     # the canonical in-plane layout, as the networks see slices at inference (ctharmony.infer.predictors)
-    return to_canonical(read_series(files)).hu.astype(np.float32, copy=False)
+    volume = to_canonical(read_series(files))
+    return dataclasses.replace(volume, hu=volume.hu.astype(np.float32, copy=False))
 
 
-def load_study(record: Mapping[str, Any], target: str = REFERENCE_PROTOCOL) -> dict[str, np.ndarray]:
-    """Read a study's series as HU volumes (z, y, x); protocols whose grid differs from the target's are
-    skipped with a warning."""
+def read_hu(files: Sequence[str]) -> np.ndarray:
+    """HU volume (z, y, x) float32 of a series, in the canonical in-plane layout."""
+    return read_volume(files).hu
+
+
+class PairedStudy(dict):
+    """One study's training pairs: ``{protocol: HU (z, y, x) on the target's grid}``, target included.
+
+    ``coverage[protocol]`` (bool, same shape) marks where an input resampled from another grid exists (no
+    entry: everywhere); ``outcomes`` says, per input series, whether it was used or refused and why.
+    """
+
+    def __init__(self, volumes: Mapping[str, np.ndarray], coverage: Mapping[str, np.ndarray] | None = None,
+                 outcomes: Sequence[PairOutcome] = ()) -> None:
+        super().__init__(volumes)
+        self.coverage = dict(coverage or {})
+        self.outcomes = list(outcomes)
+
+
+def load_study(record: Mapping[str, Any], target: str = REFERENCE_PROTOCOL) -> PairedStudy:
+    """Read a study's series and pair each input with the target in physical space
+    (:func:`ctharmony.train.pairing.pair_series`); refused inputs are left out with a warning naming the
+    study (pseudonymous key) and the reason."""
+    from ctharmony.train.pairing import pair_series
+
     files = study_files(record)
-    volumes = {target: read_hu(files[target])}
+    reference = read_volume(files[target])
+    volumes, coverage, outcomes = {target: reference.hu}, {}, []
     for protocol, paths in sorted(files.items()):
         if protocol == target:
             continue
-        hu = read_hu(paths)
-        if hu.shape != volumes[target].shape:
-            log.warning("study %s: %s grid %s differs from %s %s; skipped", record["study_uid"][-8:],
-                        protocol, hu.shape, target, volumes[target].shape)
+        outcome, resampled = pair_series(read_volume(paths), reference, protocol, target)
+        outcomes.append(outcome)
+        if resampled is None:
+            log.warning("study %s of patient %s: %s refused: %s", study_label(record), record.get("patient_key", "?"),
+                        protocol, outcome.reason)
             continue
-        volumes[protocol] = hu
-    return volumes
+        volumes[protocol] = resampled.hu
+        if not resampled.coverage.all():
+            coverage[protocol] = resampled.coverage
+    return PairedStudy(volumes, coverage, outcomes)
+
+
+def study_label(record: Mapping[str, Any]) -> str:
+    """A short pseudonymous label of a study for logs and reports (a hash of its UID, never the UID)."""
+    return hashlib.sha256(str(record["study_uid"]).encode()).hexdigest()[:10]
+
+
+def patch_origins(coverage: np.ndarray, size: int) -> np.ndarray:
+    """(n, 3) (slice, row, column) of every ``size`` x ``size`` patch lying wholly inside ``coverage``."""
+    z, h, w = coverage.shape
+    sums = np.zeros((z, h + 1, w + 1), np.int64)
+    sums[:, 1:, 1:] = coverage.astype(np.int64).cumsum(1).cumsum(2)
+    window = sums[:, size:, size:] - sums[:, :-size, size:] - sums[:, size:, :-size] + sums[:, :-size, :-size]
+    return np.argwhere(window == size * size)
 
 
 class PairedPatchSampler:
     """Random paired patches: same (slice, y, x) window in an input protocol and in the target.
+
+    A study's input with a coverage mask (:class:`PairedStudy`) gives patches only where it covers the
+    target; an input covering no whole patch is left out with a warning.
 
     Args:
         studies: loaded studies, each ``{protocol: HU volume (z, y, x)}`` including ``target``.
@@ -141,16 +190,40 @@ class PairedPatchSampler:
         self.patch_size = patch_size
         self.target = target
         self.rng = rng
+        self._names: list[list[str]] = []
+        self._origins: list[dict[str, np.ndarray]] = []
+        for index, study in enumerate(self.studies):
+            names, origins = [], {}
+            for protocol in sorted(study):
+                cover = getattr(study, "coverage", {}).get(protocol)
+                if cover is not None:
+                    origins[protocol] = patch_origins(cover, self._patch(study))
+                    if not len(origins[protocol]):
+                        log.warning("training study %d: %s covers no whole %d px patch of %s; left out", index,
+                                    protocol, self._patch(study), target)
+                        continue
+                names.append(protocol)
+            self._names.append(names)
+            self._origins.append(origins)
+
+    def _patch(self, study: Mapping[str, np.ndarray]) -> int:
+        _, h, w = study[self.target].shape
+        return min(self.patch_size or max(h, w), h, w)
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """``(inputs, targets, protocols)``: two (B, 1, p, p) float32 HU arrays and each input's protocol."""
         xs, ys, names = [], [], []
         for _ in range(batch_size):
-            study = self.studies[self.rng.integers(len(self.studies))]
-            protocol = sorted(study)[self.rng.integers(len(study))]
+            index = self.rng.integers(len(self.studies))
+            study, choices = self.studies[index], self._names[index]
+            protocol = choices[self.rng.integers(len(choices))]
             z, h, w = study[self.target].shape
-            p = min(self.patch_size or max(h, w), h, w)
-            k, y, x = self.rng.integers(z), self.rng.integers(h - p + 1), self.rng.integers(w - p + 1)
+            p = self._patch(study)
+            origins = self._origins[index].get(protocol)
+            if origins is None:  # covered everywhere
+                k, y, x = self.rng.integers(z), self.rng.integers(h - p + 1), self.rng.integers(w - p + 1)
+            else:
+                k, y, x = origins[self.rng.integers(len(origins))]
             xs.append(study[protocol][k, y : y + p, x : x + p])
             ys.append(study[self.target][k, y : y + p, x : x + p])
             names.append(protocol)

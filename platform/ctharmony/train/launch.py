@@ -2,7 +2,8 @@
 MLflow params, per-epoch metrics, model logged and registered).
 
 The recipe, with the Ray-specific lines few and visible: catalog -> study records -> patient split
--> two Ray Datasets (``train`` sharded over workers, ``val`` whole on each) -> ``TorchTrainer`` running
+-> training pairs checked in physical space (:func:`plan_training_pairs`) -> two Ray Datasets (``train``
+sharded over workers, ``val`` whole on each) -> ``TorchTrainer`` running
 :func:`ctharmony.train.loop.train_loop_per_worker` on N DDP workers. ``build_trainer`` is also what a
 Ray Tune function trainable calls (pass ``TuneReportCallback()`` in ``callbacks``).
 
@@ -32,6 +33,7 @@ from typing import Any
 from ctharmony.config import ConfigError, ModelSpec, data_home, to_dict
 from ctharmony.gpu_capacity import GpuCapacity
 from ctharmony.models.registry import load_spec
+from ctharmony.train.pair_report import PairPlan
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "ctharmony-train"
@@ -111,10 +113,13 @@ def build_trainer(
     name: str,
     callbacks: Sequence[Any] = (),
     resources_per_worker: dict[str, float] | None = None,
+    pairs: PairPlan | None = None,
 ) -> Any:
     """A ``ray.train.torch.TorchTrainer`` for the harmonizer described by ``spec`` on ``catalog``.
 
-    A rerun with the same ``storage_path`` and ``name`` resumes from the latest checkpoint.
+    A rerun with the same ``storage_path`` and ``name`` resumes from the latest checkpoint. ``pairs``
+    (:func:`plan_training_pairs`) leaves refused inputs out after the patient split (which it does not
+    change); without it the workers refuse them as they load the studies.
     """
     import ray.data
     import ray.train
@@ -132,6 +137,8 @@ def build_trainer(
     t = spec.train
     records = study_records(read_catalog(catalog).series(), t.protocols, t.target_protocol)
     train_records, val_records = split_by_patient(records, t.val_fraction, t.seed)
+    if pairs is not None:
+        train_records, val_records = pairs.restrict(train_records), pairs.restrict(val_records)
     log.info("training on %d studies, validating on %d (by patient)", len(train_records), len(val_records))
     datasets = {
         "train": ray.data.from_items(pad_to_workers(train_records, workers)),
@@ -190,6 +197,18 @@ def load_checkpoint_state(checkpoint: Any) -> dict[str, Any]:
         return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
 
 
+def plan_training_pairs(spec: ModelSpec | str | Path, catalog: Path, overrides: Sequence[str] = ()) -> PairPlan:
+    """The training pairs ``spec`` would use on ``catalog``: used and refused per study and protocol
+    (:mod:`ctharmony.train.pair_report`; what ``ctharmony train --dry-run`` prints)."""
+    from ctharmony.archive import read_catalog
+    from ctharmony.train.data import study_records
+    from ctharmony.train.pair_report import plan_pairs
+
+    t = load_spec(spec, overrides).train
+    return plan_pairs(study_records(read_catalog(catalog).series(), t.protocols, t.target_protocol),
+                      t.target_protocol)
+
+
 def train(
     spec: ModelSpec | str | Path,
     catalog: Path,
@@ -221,6 +240,7 @@ def train(
     from ctharmony.models.hu_model import HUModel
     from ctharmony.models.registry import build_network
     from ctharmony.tracking.models import REGISTERED, log_model
+    from ctharmony.train.pair_report import format_report, log_to_mlflow
 
     spec = load_spec(spec, overrides)
     storage = Path(storage_path or default_storage())
@@ -230,8 +250,10 @@ def train(
     plan = plan_workers(workers, capacity or GpuCapacity(0.0, 0.0, "none"), use_gpu=use_gpu,
                         gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)  # fmt: skip
     log.info("training on %s", plan.describe())
+    pairs = plan_training_pairs(spec, catalog)
+    print(format_report(pairs), flush=True)
     trainer = build_trainer(spec, catalog, workers=workers, use_gpu=plan.use_gpu, storage_path=str(storage),
-                            name=name, resources_per_worker=dict(plan.resources_per_worker))
+                            name=name, resources_per_worker=dict(plan.resources_per_worker), pairs=pairs)
     result = trainer.fit()
     if result.error is not None:
         raise RuntimeError(f"training run {name} failed: {result.error}") from result.error
@@ -246,6 +268,7 @@ def train(
                             tags={"ctharmony.kind": "harmonizer", "ctharmony.workers": str(workers)}) as run:
         perceptual = spec.loss.perceptual_net if spec.loss.perceptual and spec.train.epochs_stage2 else "none"
         mlflow.log_params({"perceptual_extractor_used": perceptual, "catalog": str(catalog)})
+        log_to_mlflow(pairs)
         for row in history:
             numbers = {k: float(v) for k, v in row.items() if isinstance(v, int | float)}  # contract keys
             mlflow.log_metrics(numbers, step=int(row["epoch"]))

@@ -5,7 +5,8 @@ compared with the real reference (M80) slice: MAE in HU (and the raw input's MAE
 PSNR over the model's HU window, the fine-noise SD (image minus its σ = 1 px blur) over the
 reference's where the reference is uniform (``val/noise_ratio/P``, and ``_raw`` for the input: what the
 texture loss aims at 1), and the Dice of the reference segmenter's mask on the converted
-image against its mask on the real M80 (the paper's ground truth). Ranks take interleaved slices and
+image against its mask on the real M80 (the paper's ground truth); an input resampled from another grid
+(:class:`ctharmony.train.data.PairedStudy`) counts only where it covers M80. Ranks take interleaved slices and
 the sums are all-reduced, so every rank reports the same figures.
 
 Example::
@@ -16,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -75,25 +77,41 @@ def validation_sums(
         for row, protocol in enumerate(protocols):
             if protocol not in study:
                 continue
+            cover = getattr(study, "coverage", {}).get(protocol)  # None: the input exists everywhere
+            inside = None if cover is None else torch.from_numpy(cover[mine])
+            total = functools.partial(_total, inside=inside)
             raw = torch.from_numpy(study[protocol][mine])
             converted = _predict(harmonizer, study[protocol][mine])
-            sums[row, MAE] += (converted - reference).abs().sum().double()
-            sums[row, RAW] += (raw - reference).abs().sum().double()
-            sums[row, SSE] += ((converted - reference).double() ** 2).sum()
-            sums[row, COUNT] += reference.numel()
-            sums[row, NOISE] += _fine_noise_power(converted, flat)
-            sums[row, RAW_NOISE] += _fine_noise_power(raw, flat)
-            sums[row, REF_NOISE] += reference_noise
+            sums[row, MAE] += total((converted - reference).abs()).double()
+            sums[row, RAW] += total((raw - reference).abs()).double()
+            sums[row, SSE] += total((converted - reference).double() ** 2)
+            sums[row, COUNT] += reference.numel() if inside is None else int(inside.sum())
+            region = flat if inside is None else flat & _away_from_edge(inside)
+            sums[row, NOISE] += _fine_noise_power(converted, region)
+            sums[row, RAW_NOISE] += _fine_noise_power(raw, region)
+            sums[row, REF_NOISE] += reference_noise if inside is None else _fine_noise_power(reference, region)
             if truth is not None:
                 pred = _predict(segmenter, converted.numpy()) > 0.5
                 raw_pred = _predict(segmenter, study[protocol][mine]) > 0.5
-                sums[row, INTER] += (pred & truth).sum()
-                sums[row, PRED] += pred.sum()
-                sums[row, GT] += truth.sum()
-                sums[row, RAW_INTER] += (raw_pred & truth).sum()
-                sums[row, RAW_PRED] += raw_pred.sum()
+                sums[row, INTER] += total(pred & truth)
+                sums[row, PRED] += total(pred)
+                sums[row, GT] += total(truth)
+                sums[row, RAW_INTER] += total(raw_pred & truth)
+                sums[row, RAW_PRED] += total(raw_pred)
     harmonizer.train(was_training)
     return sums
+
+
+def _total(values: torch.Tensor, inside: torch.Tensor | None) -> torch.Tensor:
+    """Sum of ``values`` (where ``inside``, when given)."""
+    return values.sum() if inside is None else values[inside].sum()
+
+
+def _away_from_edge(inside: torch.Tensor) -> torch.Tensor:
+    """Covered pixels at least 3 px from the coverage's edge (the fine-noise blur sees no fill value)."""
+    from scipy import ndimage
+
+    return torch.from_numpy(ndimage.binary_erosion(inside.numpy(), np.ones((1, 7, 7), bool)))
 
 
 def _fine_noise_power(hu: torch.Tensor, flat: torch.Tensor) -> float:
