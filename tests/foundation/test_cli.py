@@ -77,10 +77,10 @@ def test_ui_serves_mlflow_on_loopback_and_stops(isolated_home: Path):
 
 
 def test_ui_warns_that_a_non_loopback_host_exposes_an_unauthenticated_server(monkeypatch):
-    import ctharmony.cli
+    import ctharmony.cli.info
 
     started = []
-    monkeypatch.setattr(ctharmony.cli.os, "execv", lambda exe, args: started.append(args))
+    monkeypatch.setattr(ctharmony.cli.info.os, "execv", lambda exe, args: started.append(args))
     monkeypatch.setattr("ctharmony.net.free_port", lambda host="127.0.0.1": 5999)  # bind nothing here
     for host, warned in (("0.0.0.0", True), ("192.0.2.10", True), ("127.0.0.1", False), ("::1", False),
                          ("localhost", False)):

@@ -104,7 +104,7 @@ def test_the_cli_flag_turns_the_passthrough_off(monkeypatch, tmp_path):
         raise OutputBusyError("stop here: the options are all this test needs")
 
     monkeypatch.setattr(pipeline, "convert_archive", fake_convert)
-    monkeypatch.setattr("ctharmony.cli._preflight", lambda check: ("h", "s"))
+    monkeypatch.setattr("ctharmony.cli.convert.preflight", lambda check: ("h", "s"))
     for flags, expected in (([], True), (["--harmonize-reference"], False)):
         result = CliRunner().invoke(app, ["convert", "--catalog", "c", "--harmonizer", "h", "--segmenter", "s",
                                           "--out", str(tmp_path), *flags])

@@ -9,7 +9,7 @@ Example:
     ''
     >>> uid_problem("1.2.03")
     'a component with a leading zero'
-    >>> is_valid_uid("../../etc/passwd")
+    >>> is_valid_uid("1.2/etc/passwd")
     False
 """
 

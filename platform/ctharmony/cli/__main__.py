@@ -1,0 +1,5 @@
+"""``python -m ctharmony.cli``."""
+
+from ctharmony.cli import app
+
+app()
