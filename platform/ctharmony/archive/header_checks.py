@@ -71,13 +71,6 @@ def sop_class_reason(sop_class: str, modality: str) -> str:
     return ""
 
 
-def _as_int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _numbers(text: Any) -> list[float] | None:
     """Backslash-separated decimals as floats; [] when empty, None when not numeric."""
     if text is None:

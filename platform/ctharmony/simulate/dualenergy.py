@@ -49,11 +49,6 @@ def mono(low: np.ndarray, high: np.ndarray, kev: float, k_low: float, k_high: fl
     return (a * low + (1 - a) * high).astype(np.float32)
 
 
-def iodine_map(low: np.ndarray, high: np.ndarray, k_low: float, k_high: float) -> np.ndarray:
-    """Iodine concentration (mg/mL) per pixel."""
-    return ((low - high) / np.float32(k_low - k_high)).astype(np.float32)
-
-
 def mono_plus(low: np.ndarray, high: np.ndarray, kev: float, k_low: float, k_high: float, opt_kev: float,
               split_px: float) -> np.ndarray:
     """Noise-optimised mono: low frequencies of the ``kev`` image, high frequencies of the ``opt_kev`` one."""
