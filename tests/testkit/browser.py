@@ -4,9 +4,9 @@
 loaded, writes what the browser laid out (tables, their rows and sizes, each image's decoded size) into
 the DOM, which ``--dump-dom`` prints. ``make test`` installs Chromium when it is missing.
 
-Run as a script to refresh the README's screenshot::
+Run as a script to refresh the README's screenshot (from the radiomics tables on)::
 
-    python tests/testkit/browser.py OUT/report/report.html docs/report.png
+    python tests/testkit/browser.py demo-out/report/report.html docs/report.png
 """
 
 from __future__ import annotations
@@ -68,13 +68,24 @@ def inspect_page(page: Path) -> dict:
     return json.loads(html.unescape(match.group(1)))
 
 
-def screenshot(page: Path, png: Path, width: int = 1100, height: int = 1500, colours: int = 64) -> Path:
-    """A ``width`` x ``height`` screenshot of the top of ``page``, reduced to ``colours`` colours (small PNG)."""
+def screenshot(page: Path, png: Path, width: int = 1100, height: int = 1500, colours: int = 64,
+               heading: str | None = None) -> Path:
+    """A ``width`` x ``height`` screenshot of ``page``: its top, or its title then the part from the first
+    heading that contains ``heading`` on; reduced to ``colours`` colours (a small PNG)."""
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as folder:
-        raw = Path(folder) / "shot.png"
-        _run(f"--window-size={width},{height}", f"--screenshot={raw}", Path(page).resolve().as_uri())
+        raw, shown = Path(folder) / "shot.png", Path(folder) / "page.html"
+        text = Path(page).read_text(encoding="utf-8")
+        if heading is not None:  # runs before the first paint: drop what comes between the title and the heading
+            skip = ("<script>{const all = [...document.body.children];"
+                    f"const at = all.findIndex((e) => /^H[23]$/.test(e.tagName) && e.textContent.includes("
+                    f"{json.dumps(heading)}));"
+                    "all.slice(1, Math.max(at, 1)).forEach((e) => e.remove());}</script>")
+            text = text.replace("</body>", skip + "</body>")
+        shown.write_text(text, encoding="utf-8")
+        _run("--virtual-time-budget=10000", f"--window-size={width},{height}", f"--screenshot={raw}",
+             shown.as_uri())
         image = Image.open(raw).convert("RGB").quantize(colors=colours)
         png.parent.mkdir(parents=True, exist_ok=True)
         image.save(png, optimize=True)
@@ -82,4 +93,4 @@ def screenshot(page: Path, png: Path, width: int = 1100, height: int = 1500, col
 
 
 if __name__ == "__main__":
-    print(screenshot(Path(sys.argv[1]), Path(sys.argv[2])))
+    print(screenshot(Path(sys.argv[1]), Path(sys.argv[2]), heading="Radiomics reproducibility"))
