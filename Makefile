@@ -24,7 +24,9 @@ lint: setup
 	$(VENV)/bin/ruff check platform tests jobs bench
 
 # The suite, then every docstring example of the package (none is marked SKIP: see test_help_examples.py).
+# Headless Chromium (Debian's package) renders the HTML report in tests/evaluate/test_evaluate_browser.py.
 test: setup lint
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 	PYTHONUTF8=1 $(VENV)/bin/pytest -q
 	PYTHONUTF8=1 $(VENV)/bin/pytest -q --doctest-modules platform/ctharmony
 

@@ -103,3 +103,26 @@ def test_report_and_mlflow_run_carry_every_figure(tmp_path) -> None:
     assert set(expected) <= set(run.data.metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     assert {"benchmark.json", "benchmark.md"} <= artifacts
+
+
+def test_radiomics_reproducibility_reaches_the_table_report_and_metrics(tmp_path) -> None:
+    from ctharmony.benchmark.report import subset_markdown
+    from ctharmony.evaluate import radiomics, reproducibility
+
+    names = radiomics.feature_names()
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0.0, 1.0, (4, len(names)))
+    features = pd.DataFrame([{"exam": f"e{i}", "protocol": p, "method": m} | dict(zip(names, v[i], strict=True))
+                             for (p, m), v in {("M80", "original"): reference, ("M40", "harmonized"): reference * 1.01,
+                                               ("T80", "noise-free"): reference}.items() for i in range(4)])
+    dice = {("M40", "original"): [0.5] * 4, ("M40", "harmonized"): [0.9] * 4, ("M80", "harmonized"): [1.0] * 4}
+    summary = summarize(exams(dice)).merge(reproducibility.summarize(reproducibility.feature_ccc(features, "M80")),
+                                           on=["protocol", "method"], how="left")
+    table = subset_table(summary)
+    assert table["M40"]["harmonized"]["radiomics_reproducible"] == 1.0
+    assert table["M40"]["harmonized"]["radiomics_reproducible_truth"] == 1.0
+    assert table["M40"]["original"]["radiomics_reproducible"] is None  # no features for it: null, not 0
+    subset = {"description": "d", "sites": ["a"], "anatomy": "phantom", "exams": 4, "report": "r", "table": table}
+    assert "radiomics repro. vs ref" in "\n".join(subset_markdown(SYNTHETIC, subset))
+    document = {"subsets": {SYNTHETIC: subset}, "targets": [], "seconds": {}}
+    assert benchmark_metrics(document)[f"{SYNTHETIC}/radiomics_reproducible/M40/harmonized"] == 1.0

@@ -169,5 +169,80 @@ def kit():
 
     names = ["SHAPE", "SPACING", "ORIGIN", "VOXEL_ML", "SECRET_PATIENT_ID", "SECRET_PATIENT_NAME", "HEIGHTS",
              "SHRINK", "TRUTH_EXTRA_ROWS", "box", "voxels", "expected_dice", "expected_volume", "make_cohort",
-             "write_dicom_series"]
+             "write_dicom_series", "NOISE_SD"]
     return types.SimpleNamespace(**{name: globals()[name] for name in names})
+
+
+# The simulated archive: two simulated patients (64 px, 4 slices) give the original M80 and M40 series, the true
+# masks and the noise-free T80. Converted series are written as real DICOM beside them: the T80 itself (``t80``),
+# the T80 plus Gaussian noise of a known SD (``noisy``) and the M80 smoothed in-plane (``smoothed``).
+NOISE_SD = 25.0
+SMOOTH_PX = 1.5
+EXPERIMENT = "image-quality-test"
+
+
+def _write_series(hu: np.ndarray, like, folder: Path, uid: str) -> None:
+    from ctharmony.phantom.dicom_writer import write_ct_series
+
+    tags = {"PatientID": "SIMULATED", "PatientName": "SIMULATED", "StudyInstanceUID": like.tags["StudyInstanceUID"],
+            "SeriesInstanceUID": uid, "Modality": "CT", "SeriesDescription": folder.name}
+    write_ct_series(hu, folder, tags=tags, origin=like.origin, spacing=like.spacing, positions=like.positions,
+                    sop_uid_seed=f"{uid}|sop")
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory) -> Path:
+    """Simulated archive + results.parquet + catalog.parquet of its M80 / M40 originals and converted series."""
+    from scipy import ndimage
+
+    from ctharmony.archive.reader import read_series
+    from ctharmony.evaluate import metrics
+    from ctharmony.simulate import simulate_archive
+
+    root = tmp_path_factory.mktemp("iq")
+    table = simulate_archive(root / "sim", patients=2, slices=4, size=64, sites=("siemens-force",), seed=3,
+                             series=("M80", "M40"))
+    rng = np.random.default_rng(7)
+    rows, catalog = [], []
+    for patient in table.itertuples():
+        study = patient.study_uid
+        for protocol in ("M80", "M40"):
+            folder = next((root / "sim" / "dicom").glob(f"*/{patient.patient_id}/{protocol}"))
+            files = sorted(map(str, folder.glob("*.dcm")))
+            volume = read_series(files)
+            truth_mask = metrics.truth_on_grid(root / "sim" / "masks" / f"{study}.nii.gz", volume.shape,
+                                               volume.spacing, volume.origin, volume.direction, volume.positions)
+            mask_path = root / "masks" / f"{study}-{protocol}.npz"
+            mask_path.parent.mkdir(exist_ok=True)
+            np.savez_compressed(mask_path, mask=truth_mask, spacing=np.array(volume.spacing), origin=volume.origin,
+                                direction=volume.direction, positions=volume.positions)
+            key = volume.tags["SeriesInstanceUID"]
+            catalog.append({"series_key": key, "study_uid": study, "patient_key": f"pk{patient.Index}",
+                            "protocol": protocol, "status": "ok", "files": files})
+            with np.load(root / "sim" / "truth" / study / "T80.npz") as data:
+                t80 = data["hu"]
+            converted = {"t80": t80, "noisy": t80 + rng.normal(0.0, NOISE_SD, t80.shape),
+                         "smoothed": ndimage.gaussian_filter(volume.hu, (0, SMOOTH_PX, SMOOTH_PX))}
+            for method, hu in converted.items():
+                out = root / "converted" / method / key
+                _write_series(hu, volume, out, f"{key}.{len(rows) + 1}")
+                rows.append({"series_key": key, "series_uid": key, "study_uid": study,
+                             "patient_key": f"pk{patient.Index}", "site": "siemens-force", "protocol": protocol,
+                             "method": method, "model_name": f"test-{method}", "model_version": "1",
+                             "output_dir": str(out), "mask_original_path": str(mask_path),
+                             "mask_harmonized_path": str(mask_path), "status": "done", "reason": ""})
+    pd.DataFrame(rows).to_parquet(root / "results.parquet")
+    pd.DataFrame(catalog).to_parquet(root / "catalog.parquet")
+    return root
+
+
+@pytest.fixture(scope="session")
+def evaluation(archive):
+    """``evaluate`` of the simulated archive, with true masks, truth images and MLflow: report under archive/report."""
+    from ctharmony.evaluate.run import evaluate
+
+    sim = archive / "sim"
+    return evaluate([archive / "results.parquet"], archive / "report", truth=sim / "masks",
+                    truth_images=sim / "truth", experiment=EXPERIMENT)
+
+

@@ -37,10 +37,11 @@ def test_report_has_the_paper_tables_and_no_phi(dicom_cohort, kit, cli_run):
     out, output = cli_run
     assert "Table 2. Dice" in output and str(out / "report.html") in output
     files = ReportFiles(out, out / "report.md", out / "report.html", sorted((out / "plots").glob("*.png")),
-                        [out / "exams.csv", out / "summary.csv", out / "site_summary.csv"])
+                        [out / "exams.csv", out / "summary.csv", out / "site_summary.csv",
+                         out / "radiomics_features.csv", out / "radiomics_ccc.csv"])
     md, page = files.markdown.read_text(encoding="utf-8"), files.html.read_text(encoding="utf-8")
     assert {p.name for p in files.plots} == {"bland_altman_FBP.png", "bland_altman_M40.png",
-                                             "bland_altman_M80.png", "example_slices.png"}
+                                             "bland_altman_M80.png", "example_slices.png", "radiomics_ccc.png"}
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in files.plots)
     for title in ("Table 2. Dice (%)", "Table 3a.", "Table 3b.", "Table 4. Volume CCC", "Bland-Altman",
                   "Table 2b. Dice (%) against the true masks", "Per-site Dice"):
@@ -60,7 +61,7 @@ def test_report_has_the_paper_tables_and_no_phi(dicom_cohort, kit, cli_run):
     expected = [2 * kit.voxels(h) / (kit.voxels(h) + kit.voxels(h + 1)) for h in kit.HEIGHTS]
     assert m80["dice_truth"].to_numpy() == pytest.approx(expected)
     # self-contained HTML: every figure embedded, nothing linked
-    assert page.count("data:image/png;base64,") == 4 and "src='plots/" not in page
+    assert page.count("data:image/png;base64,") == 5 and "src='plots/" not in page
     assert "![Example slices, " in md and "](plots/example_slices.png)" in md
     # no PHI anywhere in the written text: names, IDs, UIDs
     for path in [files.markdown, files.html, *files.tables]:

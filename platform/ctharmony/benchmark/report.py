@@ -22,13 +22,17 @@ COLUMNS = (  # (metric, header, format)
     ("noise_sd_ratio_ref", "noise / ref", "{:.2f}"), ("nps_peak_lp_mm", "NPS peak lp/mm", "{:.3f}"),
     ("nps_peak_ratio_ref", "NPS peak / ref", "{:.2f}"), ("edge_width_mm", "edge 10-90 % mm", "{:.2f}"),
     ("mae_t80_hu", "MAE to T80 HU", "{:.1f}"), ("ssim_t80", "SSIM to T80", "{:.3f}"),
+    ("radiomics_reproducible", "radiomics repro. vs ref", "{:.2f}"),
+    ("radiomics_reproducible_truth", "radiomics repro. vs T80", "{:.2f}"),
 )
 HOW = (
     "Dice vs ref: against the exam's original reference-protocol mask (the paper's measure); Dice vs truth: "
     "against the simulation's true liver mask. Noise SD: in the uniform liver (true mask eroded, vessels left "
     "out); NPS: radially averaged noise power spectrum; edge: 10-90 % rise across the true liver boundary; "
     "MAE / SSIM: against the noise-free 80 keV truth image (T80). '/ ref' divides by the original reference "
-    "protocol's value. Means over the cohort's exams."
+    "protocol's value. Means over the cohort's exams. Radiomics repro.: share of the 82 IBSI liver features "
+    "(25 HU bins, same voxels in every series) whose Lin's CCC across exams is >= 0.85, against the original "
+    "reference protocol or the noise-free T80 (per-feature CCCs: the cohort report's radiomics_ccc.csv)."
 )
 
 

@@ -32,6 +32,8 @@ METRICS = {
     "nps_peak_lp_mm": "nps_peak_lp_mm_mean", "nps_peak_ratio_ref": "nps_peak_ratio_ref",
     "nps_mean_lp_mm": "nps_mean_lp_mm_mean", "edge_width_mm": "edge_width_mm_mean",
     "mae_t80_hu": "mae_t80_hu_mean", "ssim_t80": "ssim_t80_mean",
+    "radiomics_reproducible": "radiomics_reproducible", "radiomics_reproducible_truth": "radiomics_reproducible_truth",
+    "radiomics_ccc_median": "radiomics_ccc_median", "radiomics_ccc_median_truth": "radiomics_ccc_median_truth",
 }
 
 

@@ -26,6 +26,9 @@ def evaluate(
     catalog: Annotated[str | None, typer.Option(help="Catalog for the original images of the example "
                                                 "slices (default: catalog.parquet beside the results).")] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the evaluation to MLflow.")] = True,
+    radiomics: Annotated[bool, typer.Option("--radiomics/--no-radiomics", help="Radiomic features of every series "
+                                            "in the reference liver and their reproducibility (reads the images).")]
+    = True,
 ) -> None:
     """Cohort report: Dice, volume difference, CCC (95% CI), Bland-Altman, paired t-test per protocol and method."""
     from ctharmony.preflight import check_catalog, check_file, check_folder
@@ -48,7 +51,7 @@ def evaluate(
     try:
         done = run_evaluation(results, out, reference_protocol=reference_protocol, truth=truth,
                               experiment=experiment if mlflow else None, catalog=catalog,
-                              truth_images=truth_images)
+                              truth_images=truth_images, radiomics=radiomics)
     except (ResultsError, MaskFileError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

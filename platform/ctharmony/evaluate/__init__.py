@@ -1,4 +1,4 @@
-"""Cohort evaluation: Dice, liver volumes, CCC with CI, Bland-Altman, paired t-test, report.
+"""Cohort evaluation: Dice, liver volumes, CCC with CI, Bland-Altman, paired t-test, radiomics reproducibility, report.
 
 Entry point: :func:`ctharmony.evaluate.run.evaluate` (the ``ctharmony evaluate`` command). Modules load
 on first use, so importing metrics never pulls in scipy, matplotlib or MLflow (baselines: ``ctharmony.baselines``).

@@ -8,6 +8,9 @@ protocol series (M80), as in the paper; true masks (``<truth>/<StudyInstanceUID>
 second reference when given, and with them every series' image quality is measured
 (:mod:`.image_quality`: noise, NPS, edge width; MAE and SSIM against the noise-free T80 of
 ``truth_images``), summarized per protocol and method with ratios to the original reference protocol.
+Radiomic features of every readable series in the exam's reference liver, and their reproducibility
+(Lin's CCC per feature against the reference protocol and the noise-free T80), come from
+:mod:`.reproducibility`.
 Exams are labelled ``exam-001``... in StudyInstanceUID order and carry only the pseudonymous
 ``patient_key``: no UID, name or ID leaves this module.
 
@@ -29,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ctharmony.archive.protocols import PAPER_PROTOCOLS
-from ctharmony.evaluate import image_quality, metrics, stats
+from ctharmony.evaluate import image_quality, metrics, reproducibility, stats
 from ctharmony.evaluate.naming import BASELINE_PREFIX, HARMONIZED, ORIGINAL, method_of
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,16 @@ class Cohort:
     """Mask paths and output folders per (exam, protocol, method): for figures, never written out."""
     has_image_quality: bool = False
     """Whether any series got image-quality figures (true masks given and its image readable)."""
+    radiomics: pd.DataFrame = dataclasses.field(repr=False, default_factory=pd.DataFrame)
+    """Radiomic features per exam, protocol and method (and ``T80`` / ``noise-free`` rows with truth images)."""
+    radiomics_ccc: pd.DataFrame = dataclasses.field(repr=False, default_factory=pd.DataFrame)
+    """Lin's CCC per protocol, method and feature against the reference and the noise-free T80."""
+
+    @property
+    def has_radiomics(self) -> bool:
+        """Whether any feature has a CCC against the reference or the truth."""
+        ccc = self.radiomics_ccc
+        return not ccc.empty and bool(ccc[["ccc", "ccc_truth"]].notna().any().any())
 
 
 def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -120,11 +133,13 @@ def mask_table(results: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
 
 
 def exam_table(masks: pd.DataFrame, reference_protocol: str = "M80", truth: Path | None = None,
-               quality: Callable[[dict, np.ndarray, str], dict] | None = None) -> pd.DataFrame:
+               quality: Callable[[dict, np.ndarray, str], dict] | None = None,
+               radiomics: Callable[[dict, np.ndarray, str], None] | None = None) -> pd.DataFrame:
     """Per (exam, protocol, method): Dice and volumes against the reference (and the truth when given).
 
     ``quality(record, true_mask, exam)`` (e.g. :class:`.image_quality.SeriesQuality`) adds the image-quality
-    columns of rows that have a true mask; they are NaN otherwise.
+    columns of rows that have a true mask; they are NaN otherwise. ``radiomics(record, reference_mask, exam)``
+    (e.g. :class:`.reproducibility.SeriesRadiomics`) is called for every row of an exam with a reference.
     """
     studies = sorted(masks["study_uid"].unique())
     exam_label = {uid: f"exam-{i + 1:03d}" for i, uid in enumerate(studies)}
@@ -163,6 +178,8 @@ def exam_table(masks: pd.DataFrame, reference_protocol: str = "M80", truth: Path
                 row |= {"dice_truth": metrics.dice(mask.mask, true_mask), "truth_volume_ml": true_volume}
                 if quality is not None:
                     row |= quality(record, true_mask, exam_label[study])
+            if radiomics is not None and reference is not None and mask.mask.shape == reference.mask.shape:
+                radiomics(record, reference.mask, exam_label[study])
             out.append(row)
     columns = ["exam", "patient_key", "site", "protocol", "method", "volume_ml", "dice", "reference_volume_ml",
                "volume_diff_ml", "volume_ratio_pct", "dice_truth", "truth_volume_ml", *QUALITY_METRICS,
@@ -262,12 +279,15 @@ def order_methods(methods: Sequence[str]) -> list[str]:
 
 
 def build_cohort(results: Sequence[str | Path], reference_protocol: str = "M80", truth: str | Path | None = None,
-                 truth_images: str | Path | None = None, catalog: str | Path | None = None) -> Cohort:
+                 truth_images: str | Path | None = None, catalog: str | Path | None = None,
+                 radiomics: bool = True) -> Cohort:
     """Everything the report and MLflow need, from results files (and true masks, noise-free truth images).
 
-    With ``truth``, each series' image quality is measured: originals are read from ``catalog``'s files
-    (default: a ``catalog.parquet`` beside the results), converted series from their ``output_dir``;
-    ``truth_images`` (``<StudyInstanceUID>/T80.npz``) adds MAE / SSIM to T80 and truth-based noise.
+    Series images are read from ``catalog``'s files for originals (default: a ``catalog.parquet`` beside
+    the results) and from their ``output_dir`` for converted ones. With ``truth``, each series' image quality
+    is measured; ``truth_images`` (``<StudyInstanceUID>/T80.npz``) adds MAE / SSIM to T80 and truth-based
+    noise, and the noise-free reference of the radiomics. ``radiomics=False`` skips the features (and, without
+    ``truth``, reads no image).
     """
     if truth is not None and not Path(truth).is_dir():
         raise ResultsError(f"true-mask folder {truth} does not exist")
@@ -277,18 +297,23 @@ def build_cohort(results: Sequence[str | Path], reference_protocol: str = "M80",
     masks, uris = mask_table(table)
     if masks.empty:
         raise ResultsError(f"no converted series with status 'done' in {', '.join(map(str, results))}")
-    quality = None
-    if truth is not None:
+    quality, features, images = None, None, None
+    if truth is not None or radiomics:
         catalog = catalog if catalog is not None else image_quality.find_catalog(results)
-        quality = image_quality.SeriesQuality(image_quality.series_files(catalog), truth_images, reference_protocol)
-    exams = exam_table(masks, reference_protocol, Path(truth) if truth is not None else None, quality)
-    if quality is not None and quality.unreadable:
-        log.warning("image quality: %d series have no readable image (originals need a catalog); their columns "
-                    "are NaN", quality.unreadable)
+        images = image_quality.SeriesImages(image_quality.series_files(catalog), truth_images)
+        quality = image_quality.SeriesQuality(images, reference_protocol) if truth is not None else None
+        features = reproducibility.SeriesRadiomics(images) if radiomics else None
+    exams = exam_table(masks, reference_protocol, Path(truth) if truth is not None else None, quality, features)
+    if images is not None and images.unreadable:
+        log.warning("%d series have no readable image (originals need a catalog); their image-quality and "
+                    "radiomics columns are NaN", images.unreadable)
     labels = {uid: f"exam-{i + 1:03d}" for i, uid in enumerate(sorted(masks["study_uid"].unique()))}
     sources = masks.assign(exam=masks["study_uid"].map(labels))[
         ["exam", "series_key", "protocol", "method", "mask_path", "output_dir"]]
-    summary = summarize(exams, ("protocol",), reference_protocol)
+    feature_table = features.table() if features is not None else pd.DataFrame()
+    ccc = reproducibility.feature_ccc(feature_table, reference_protocol)
+    summary = summarize(exams, ("protocol",), reference_protocol).merge(
+        reproducibility.summarize(ccc), on=["protocol", "method"], how="left")
     sites = sorted(exams["site"].dropna().unique())
     site_summary = summarize(exams, ("site", "protocol"), reference_protocol) if len(sites) > 1 else None
     return Cohort(
@@ -297,4 +322,5 @@ def build_cohort(results: Sequence[str | Path], reference_protocol: str = "M80",
         model_uris=uris, failed_series=int((table["status"] != "done").sum()),
         has_truth=bool(exams["dice_truth"].notna().any()), sources=sources,
         has_image_quality=bool(exams[list(QUALITY_METRICS)].notna().any().any()),
+        radiomics=feature_table, radiomics_ccc=ccc,
     )

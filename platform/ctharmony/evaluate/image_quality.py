@@ -23,7 +23,7 @@ The columns (NaN when an input is missing or a measure is undefined, never an er
 
 Example::
 
-    quality = SeriesQuality(series_files(catalog), truth_images=Path("OUT/truth"))
+    quality = SeriesQuality(SeriesImages(series_files(catalog), truth_images=Path("OUT/truth")))
     row |= quality(record, true_mask, "exam-001")   # record: a cohort mask-table row
 """
 
@@ -224,24 +224,38 @@ def measure(image: np.ndarray, px: float, true_mask: np.ndarray, noise_free: np.
     return out
 
 
-class SeriesQuality:
-    """``quality(record, true_mask, exam)``: the image-quality columns of one mask-table row.
+class SeriesImages:
+    """The images of mask-table rows: a series' HU volume and its exam's truth images on the series' slices.
 
     Originals are read from the catalog's files (``files``: series key -> file list), converted series
-    from the row's ``output_dir``. Truth images are read once per exam; only the current exam's are held.
+    from the row's ``output_dir``. The last volume read is kept, so measures of one row share one read;
+    truth images are read once per exam, and only the current exam's are held.
     """
 
-    def __init__(self, files: dict[str, list[str]], truth_images: str | Path | None = None,
-                 reference_protocol: str = "M80") -> None:
+    def __init__(self, files: dict[str, list[str]], truth_images: str | Path | None = None) -> None:
         self.files = files
         self.truth_images = Path(truth_images) if truth_images is not None else None
-        self.reference_protocol = reference_protocol
         self.unreadable = 0
+        self._last: tuple[Any, Volume | None] = (None, None)
         self._truth: dict[tuple[str, str], Any] = {}
         self._warned: set[tuple[str, str, str]] = set()
 
-    def _truth_image(self, study: str, name: str | None) -> tuple[np.ndarray, np.ndarray | None] | None:
-        if self.truth_images is None or name is None:
+    def source(self, record: dict[str, Any]) -> Any:
+        if record["method"] == ORIGINAL:
+            return self.files.get(record["series_key"])
+        return record.get("output_dir") or None
+
+    def volume(self, record: dict[str, Any]) -> Volume | None:
+        """The row's series (None when unreadable, counted once in ``unreadable``)."""
+        key = (record["series_key"], record["method"])
+        if self._last[0] != key:
+            volume = read_volume(self.source(record))
+            self.unreadable += volume is None
+            self._last = (key, volume)
+        return self._last[1]
+
+    def _truth_image(self, study: str, name: str) -> tuple[np.ndarray, np.ndarray | None] | None:
+        if self.truth_images is None:
             return None
         key = (study, name)
         if any(cached != study for cached, _ in self._truth):  # rows come exam by exam: hold one exam's images
@@ -250,29 +264,8 @@ class SeriesQuality:
             self._truth[key] = load_truth_image(self.truth_images, study, name)
         return self._truth[key]
 
-    def source(self, record: dict[str, Any]) -> Any:
-        if record["method"] == ORIGINAL:
-            return self.files.get(record["series_key"])
-        return record.get("output_dir") or None
-
-    def __call__(self, record: dict[str, Any], true_mask: np.ndarray, exam: str) -> dict[str, float]:
-        volume = read_volume(self.source(record))
-        if volume is None:
-            self.unreadable += 1
-            return empty()
-        protocol, method = record["protocol"], record["method"]
-        if volume.hu.shape != true_mask.shape:
-            log.warning("%s %s %s: image shape %s differs from its mask's %s; no image quality", exam, protocol,
-                        method, volume.hu.shape, true_mask.shape)
-            return empty()
-        study = record["study_uid"]
-        energy = TRUTH_OF.get(protocol if method == ORIGINAL else self.reference_protocol)
-        t80, noise_free = self._aligned(study, "T80", volume, exam, protocol), None
-        if energy is not None:
-            noise_free = t80 if energy == "T80" else self._aligned(study, energy, volume, exam, protocol)
-        return measure(volume.hu, pixel_mm(volume), true_mask, noise_free=noise_free, t80=t80)
-
-    def _aligned(self, study: str, name: str, volume: Volume, exam: str, protocol: str) -> np.ndarray | None:
+    def truth(self, study: str, name: str, volume: Volume, exam: str, protocol: str) -> np.ndarray | None:
+        """Truth image ``name`` (e.g. T80) of the study on the series' slices; None if absent or on another grid."""
         truth = self._truth_image(study, name)
         if truth is None:
             return None
@@ -283,3 +276,26 @@ class SeriesQuality:
                         "left out", exam, protocol, name, truth[0].shape, volume.hu.shape)
         return aligned
 
+
+class SeriesQuality:
+    """``quality(record, true_mask, exam)``: the image-quality columns of one mask-table row."""
+
+    def __init__(self, images: SeriesImages, reference_protocol: str = "M80") -> None:
+        self.images = images
+        self.reference_protocol = reference_protocol
+
+    def __call__(self, record: dict[str, Any], true_mask: np.ndarray, exam: str) -> dict[str, float]:
+        volume = self.images.volume(record)
+        if volume is None:
+            return empty()
+        protocol, method = record["protocol"], record["method"]
+        if volume.hu.shape != true_mask.shape:
+            log.warning("%s %s %s: image shape %s differs from its mask's %s; no image quality", exam, protocol,
+                        method, volume.hu.shape, true_mask.shape)
+            return empty()
+        study = record["study_uid"]
+        energy = TRUTH_OF.get(protocol if method == ORIGINAL else self.reference_protocol)
+        t80, noise_free = self.images.truth(study, "T80", volume, exam, protocol), None
+        if energy is not None:
+            noise_free = t80 if energy == "T80" else self.images.truth(study, energy, volume, exam, protocol)
+        return measure(volume.hu, pixel_mm(volume), true_mask, noise_free=noise_free, t80=t80)

@@ -2,8 +2,10 @@
 
 Metric names are ``<metric>/<protocol>/<method>``, e.g. ``dice/M40/harmonized``,
 ``volume_ratio/M40/original``, ``ccc/M40/harmonized``, ``noise_sd_hu/M40/harmonized``,
-``noise_sd_ratio_ref/M40/harmonized``, ``mae_t80_hu/M40/harmonized``; per-site ones are prefixed
-``site/<site>/``.
+``noise_sd_ratio_ref/M40/harmonized``, ``mae_t80_hu/M40/harmonized``, ``radiomics_reproducible/M40/harmonized``
+(share of features with CCC >= 0.85 against the reference; ``radiomics_reproducible_truth``: against the
+noise-free T80; ``_glcm`` etc. per family); per-site ones are prefixed ``site/<site>/``. Per-feature CCCs
+are the ``radiomics_ccc.csv`` artifact.
 Params carry the models' URIs and counts only: no patient names, IDs or UIDs.
 
 Example::
@@ -22,6 +24,7 @@ from ctharmony import tracking
 from ctharmony.evaluate.cohort import Cohort
 from ctharmony.evaluate.image_quality import COLUMNS
 from ctharmony.evaluate.report import ReportFiles
+from ctharmony.evaluate.reproducibility import summary_columns
 
 DEFAULT_EXPERIMENT = "ctharmony-evaluate"
 
@@ -48,6 +51,7 @@ METRICS = {
 QUALITY = COLUMNS
 METRICS |= {f"{name}_{stat}": name + suffix for name in QUALITY for stat, suffix in (("mean", ""), ("sd", "_sd"))}
 METRICS |= {"noise_sd_ratio_ref": "noise_sd_ratio_ref", "nps_peak_ratio_ref": "nps_peak_ratio_ref"}
+METRICS |= {column: column for column in summary_columns()}
 SITE_METRICS = ("dice_mean", "abs_volume_ratio_pct_mean", "ccc", "noise_sd_hu_mean", "noise_sd_ratio_ref",
                 "mae_t80_hu_mean")
 

@@ -4,6 +4,8 @@
   reference volume) against the mean volume, with the bias and the 95 % limits of agreement.
 - :func:`example_slices_png`: one exam, each protocol (rows) under each method (columns): the image
   (abdominal window) with the method's liver mask filled and the reference mask's contour.
+- :func:`radiomics_ccc_png`: Lin's CCC of each radiomic feature (rows) against the reference, per
+  protocol and method (columns), the reproducible ones (CCC >= threshold) marked.
 
 Example::
 
@@ -124,4 +126,26 @@ def example_slices_png(sources: pd.DataFrame, exam: str, protocols: Sequence[str
             ax.set_title(title, fontsize=8)
     fig.suptitle(f"{exam}: liver mask (red) and reference on original {reference_protocol} (green)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))
+    return _png(fig)
+
+
+def radiomics_ccc_png(ccc: pd.DataFrame, protocols: Sequence[str], methods: Sequence[str], reference_protocol: str,
+                      threshold: float) -> bytes:
+    """Heat map of the per-feature CCC against the original reference (``reproducibility.feature_ccc``)."""
+    plt = _pyplot()
+    columns = [(p, m) for p in protocols for m in methods if not (p == reference_protocol and m == "original")
+               and ((ccc["protocol"] == p) & (ccc["method"] == m)).any()]
+    features = list(dict.fromkeys(ccc["feature"]))
+    table = ccc.pivot_table(index="feature", columns=["protocol", "method"], values="ccc", dropna=False)
+    values = np.stack([table[c].reindex(features).to_numpy(float) if c in table else np.full(len(features), np.nan)
+                       for c in columns], axis=1)
+    fig, ax = plt.subplots(figsize=(2.6 + 0.42 * len(columns), 0.5 + 0.105 * len(features)))
+    image = ax.imshow(np.clip(values, 0.0, 1.0), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto",
+                      interpolation="nearest")
+    rows, cols = np.nonzero(values >= threshold)
+    ax.scatter(cols, rows, s=3, color="black", marker=".")
+    ax.set_xticks(range(len(columns)), [f"{p} {m}" for p, m in columns], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(features)), features, fontsize=5)
+    ax.set_title(f"CCC against original {reference_protocol} (dot: >= {threshold})", fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02).ax.tick_params(labelsize=7)
     return _png(fig)

@@ -1,4 +1,5 @@
-"""The cohort report: the paper's Tables 2-4, image quality, Bland-Altman plots and example slices (Markdown, HTML).
+"""The cohort report: the paper's Tables 2-4, image quality, radiomics reproducibility, Bland-Altman plots and
+example slices (Markdown, HTML).
 
 The HTML page is self-contained (figures embedded as base64 PNG); the Markdown links the PNG files
 written beside it under ``plots/``. Only exam labels and pseudonymous patient keys appear (in
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctharmony.evaluate import plots
+from ctharmony.evaluate import plots, radiomics, reproducibility
 from ctharmony.evaluate.cohort import ORIGINAL, Cohort
 
 DASH = "—"
@@ -184,6 +185,10 @@ def paper_tables(cohort: Cohort) -> list[Table]:
                                     scale=100.0, truth=True), ccc_table(cohort, truth=True)]
     if cohort.has_image_quality:
         tables.append(image_quality_table(cohort))
+    if cohort.has_radiomics:
+        tables.append(radiomics_table(cohort))
+        if cohort.radiomics_ccc["ccc_truth"].notna().any():
+            tables.append(radiomics_table(cohort, truth=True))
     site = site_table(cohort)
     return tables + ([site] if site is not None else [])
 
@@ -223,6 +228,44 @@ def image_quality_table(cohort: Cohort) -> Table:
                  QUALITY_NOTE.format(ref=cohort.reference_protocol))
 
 
+FAMILY_LABELS = {"firstorder": "First-order", "glcm": "GLCM", "glrlm": "GLRLM", "glszm": "GLSZM", "ngtdm": "NGTDM"}
+RADIOMICS_NOTE = (
+    "{features} IBSI features (first-order, GLCM, GLRLM, GLSZM, NGTDM; fixed bin width {bin:.0f} HU; 2-D matrices "
+    "merged over {slices} slices around the largest liver cross-section) in the exam's reference liver mask, the "
+    "same voxels for every series. Reproducible: Lin's CCC across exams >= {threshold} (Choe et al., Radiology "
+    "2019) against {against}; share of the features with a defined CCC, overall and per family, and the median "
+    "CCC. With few exams a CCC is imprecise. Per-feature CCCs: radiomics_ccc.csv.")
+
+
+def radiomics_table(cohort: Cohort, truth: bool = False) -> Table:
+    """Share of reproducible radiomic features per protocol and method, against the reference or the truth."""
+    suffix = "_truth" if truth else ""
+    headers = ["Protocol", "Method", "n", "Features", "Reproducible (%)",
+               *(f"{label} (%)" for label in FAMILY_LABELS.values()), "Median CCC"]
+    rows = []
+    for protocol in cohort.protocols:
+        for method in cohort.methods:
+            row = _lookup(cohort.summary, {"protocol": protocol, "method": method})
+            if row is None or not math.isfinite(row.get("radiomics_n", np.nan)):
+                continue
+            cells = [protocol, method_label(method), str(int(row["radiomics_n"]))]
+            if not truth and protocol == cohort.reference_protocol and method == ORIGINAL:
+                rows.append(cells + ["reference"] * (len(headers) - 3))
+                continue
+            shares = [row[f"radiomics_reproducible{suffix}"]]
+            shares += [row[f"radiomics_reproducible{suffix}_{family}"] for family in FAMILY_LABELS]
+            cells.append(str(int(row[f"radiomics_features{suffix}"])))
+            cells += [f"{100 * v:.0f}" if math.isfinite(v) else DASH for v in shares]
+            median = row[f"radiomics_ccc_median{suffix}"]
+            rows.append(cells + [f"{median:.3f}" if math.isfinite(median) else DASH])
+    against = "the noise-free T80" if truth else f"the original {cohort.reference_protocol}"
+    note = RADIOMICS_NOTE.format(features=len(radiomics.feature_names()), bin=radiomics.BIN_WIDTH_HU,
+                                 slices=radiomics.SLAB_SLICES, threshold=reproducibility.THRESHOLD,
+                                 against=against + (" of the same exam" if not truth else ""))
+    return Table(f"Radiomics reproducibility against {against} (CCC >= {reproducibility.THRESHOLD})", headers, rows,
+                 note)
+
+
 def headline(cohort: Cohort) -> str:
     """Table 2 and Table 4 in Markdown: what a terminal shows at the end of a run."""
     return paper_tables(cohort)[0].markdown() + "\n\n" + ccc_table(cohort).markdown()
@@ -230,7 +273,8 @@ def headline(cohort: Cohort) -> str:
 
 def write_report(cohort: Cohort, out: Path,
                  images: Callable[[str, str, str], np.ndarray | None] | None = None) -> ReportFiles:
-    """Write ``report.md``, ``report.html``, ``plots/*.png``, ``exams.csv`` and ``summary.csv`` under ``out``.
+    """Write ``report.md``, ``report.html``, ``plots/*.png``, ``exams.csv`` and ``summary.csv`` under ``out``
+    (and ``radiomics_features.csv``, ``radiomics_ccc.csv`` when the cohort has radiomics).
 
     ``images(exam, protocol, method)`` gives a series' HU volume for the example slices (None: masks only).
     """
@@ -247,6 +291,10 @@ def write_report(cohort: Cohort, out: Path,
         png = plots.example_slices_png(cohort.sources, exam, cohort.protocols, cohort.methods,
                                        cohort.reference_protocol, loader)
         figures.append((f"Example slices, {exam}", out / "plots" / "example_slices.png", png))
+    if cohort.has_radiomics and cohort.radiomics_ccc["ccc"].notna().any():
+        png = plots.radiomics_ccc_png(cohort.radiomics_ccc, cohort.protocols, cohort.methods,
+                                      cohort.reference_protocol, reproducibility.THRESHOLD)
+        figures.append(("Radiomics: CCC per feature", out / "plots" / "radiomics_ccc.png", png))
     for _, path, png in figures:
         path.write_bytes(png)
     tables = paper_tables(cohort)
@@ -264,6 +312,10 @@ def write_report(cohort: Cohort, out: Path,
     cohort.exams.to_csv(out / "exams.csv", index=False)
     cohort.summary.to_csv(out / "summary.csv", index=False)
     csvs = [out / "exams.csv", out / "summary.csv"]
+    if cohort.has_radiomics:
+        cohort.radiomics.to_csv(out / "radiomics_features.csv", index=False)
+        cohort.radiomics_ccc.to_csv(out / "radiomics_ccc.csv", index=False)
+        csvs += [out / "radiomics_features.csv", out / "radiomics_ccc.csv"]
     if cohort.site_summary is not None:
         cohort.site_summary.to_csv(out / "site_summary.csv", index=False)
         csvs.append(out / "site_summary.csv")

@@ -38,14 +38,14 @@ find_catalog = image_quality.find_catalog  # where it lives now; kept importable
 
 def image_loader(cohort: Cohort, catalog: Path | None) -> Callable[[str, str, str], np.ndarray | None]:
     """``images(exam, protocol, method)``: originals from the catalog's files, converted ones from output_dir."""
-    quality = image_quality.SeriesQuality(image_quality.series_files(catalog))  # one rule for where a series is
+    series = image_quality.SeriesImages(image_quality.series_files(catalog))  # one rule for where a series is
 
     def images(exam: str, protocol: str, method: str) -> np.ndarray | None:
         rows = cohort.sources
         match = rows[(rows["exam"] == exam) & (rows["protocol"] == protocol) & (rows["method"] == method)]
         if match.empty:
             return None
-        volume = image_quality.read_volume(quality.source(match.iloc[0].to_dict()))
+        volume = image_quality.read_volume(series.source(match.iloc[0].to_dict()))
         return None if volume is None else volume.hu
 
     return images
@@ -59,17 +59,19 @@ def evaluate(
     experiment: str | None = DEFAULT_EXPERIMENT,
     catalog: str | Path | None = None,
     truth_images: str | Path | None = None,
+    radiomics: bool = True,
 ) -> Evaluation:
     """Evaluate conversion results against the reference protocol (and true masks); write and log the report.
 
     ``experiment=None`` skips MLflow. ``catalog`` (default: one found beside the results) supplies the
     original images for the example slices and the image quality. ``truth`` (true masks) turns on the
-    image-quality table; ``truth_images`` (``<StudyInstanceUID>/T80.npz``) adds MAE / SSIM to the noise-free T80.
+    image-quality table; ``truth_images`` (``<StudyInstanceUID>/T80.npz``) adds MAE / SSIM to the noise-free T80
+    and the noise-free reference of the radiomics reproducibility (``radiomics=False`` skips it).
     """
     results = [Path(r) for r in results]
     catalog_path = Path(catalog) if catalog is not None else find_catalog(results)
     cohort = build_cohort(results, reference_protocol=reference_protocol, truth=truth, truth_images=truth_images,
-                          catalog=catalog_path)
+                          catalog=catalog_path, radiomics=radiomics)
     files = write_report(cohort, Path(out), images=image_loader(cohort, catalog_path))
     run_id = log_evaluation(cohort, files, experiment) if experiment else None
     return Evaluation(cohort, files, run_id, headline(cohort))
