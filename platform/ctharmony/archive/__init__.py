@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ctharmony.archive.volume import Volume
+from ctharmony.lazy import lazy_exports
 
 __all__ = [
     "Volume",
@@ -19,24 +20,9 @@ __all__ = [
     "write_seg",
 ]
 
-_LAZY = {
-    "Catalog": "ctharmony.archive.catalog_table",
-    "CatalogError": "ctharmony.archive.catalog_table",
-    "SeriesRow": "ctharmony.archive.catalog_table",
-    "SeriesReadError": "ctharmony.archive.reader",
-    "read_series": "ctharmony.archive.reader",
-    "build_catalog": "ctharmony.archive.catalog",
-    "read_catalog": "ctharmony.archive.catalog",
-    "summarize": "ctharmony.archive.catalog",
-    "write_derived_series": "ctharmony.archive.writer",
-    "write_seg": "ctharmony.archive.seg",
-    "read_seg": "ctharmony.archive.seg",
-}
-
-
-def __getattr__(name: str):  # lazy: `import ctharmony.archive` stays light (no pydicom, pyarrow, Ray)
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ctharmony.archive' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {
+    "Catalog": "catalog_table", "CatalogError": "catalog_table", "SeriesRow": "catalog_table",
+    "SeriesReadError": "reader", "read_series": "reader",
+    "build_catalog": "catalog", "read_catalog": "catalog", "summarize": "catalog",
+    "write_derived_series": "writer", "write_seg": "seg", "read_seg": "seg",
+})

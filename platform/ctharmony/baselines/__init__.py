@@ -22,20 +22,27 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ctharmony.lazy import lazy_exports
 
-_EXPORTS = {
+__all__ = [
+    "BASELINE_PREFIX",
+    "BASELINE_SUFFIXES",
+    "HISTOGRAM_NAME",
+    "HistogramMatchingBaseline",
+    "LINEAR_NAME",
+    "LinearRecalibrationBaseline",
+    "fit_and_save_baselines",
+    "fit_baselines_from_catalog",
+    "fit_linear_coefficients",
+    "fit_reference_quantiles",
+    "is_baseline_file",
+    "load_baseline",
+]
+
+__getattr__ = lazy_exports(__name__, {
     "BASELINE_PREFIX": "base", "HISTOGRAM_NAME": "histogram", "LINEAR_NAME": "linear",
     "HistogramMatchingBaseline": "histogram", "fit_reference_quantiles": "histogram",
     "LinearRecalibrationBaseline": "linear", "fit_linear_coefficients": "linear",
     "BASELINE_SUFFIXES": "files", "load_baseline": "files", "is_baseline_file": "files",
     "fit_baselines_from_catalog": "catalog_fit", "fit_and_save_baselines": "catalog_fit",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"ctharmony.baselines.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'ctharmony.baselines' has no attribute {name!r}")
+})

@@ -11,7 +11,10 @@ Example::
     print(outcome.json_path)
 """
 
-from ctharmony.benchmark.plan import BenchmarkPlan, Subset
-from ctharmony.benchmark.run import BenchmarkOutcome, run_benchmark
+from ctharmony.lazy import lazy_exports
 
 __all__ = ["BenchmarkOutcome", "BenchmarkPlan", "Subset", "run_benchmark"]
+
+__getattr__ = lazy_exports(__name__, {
+    "BenchmarkOutcome": "run", "BenchmarkPlan": "plan", "Subset": "plan", "run_benchmark": "run",
+})

@@ -6,18 +6,21 @@ on first use, so importing metrics never pulls in scipy, matplotlib or MLflow (b
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ctharmony.lazy import lazy_exports
 
-_EXPORTS = {
+__all__ = [
+    "bland_altman",
+    "build_cohort",
+    "dice",
+    "evaluate",
+    "lins_ccc",
+    "liver_volume_ml",
+    "paired_ttest",
+    "volume_difference",
+]
+
+__getattr__ = lazy_exports(__name__, {
     "dice": "metrics", "liver_volume_ml": "metrics", "volume_difference": "metrics",
     "bland_altman": "stats", "lins_ccc": "stats", "paired_ttest": "stats",
     "build_cohort": "cohort", "evaluate": "run",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"ctharmony.evaluate.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'ctharmony.evaluate' has no attribute {name!r}")
+})

@@ -9,18 +9,16 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from ctharmony.lazy import lazy_exports
 
-__all__ = ["ConvertOptions", "HarmonizerPredictor", "SegmenterPredictor", "convert_archive"]
+__all__ = [
+    "ConvertOptions",
+    "HarmonizerPredictor",
+    "SegmenterPredictor",
+    "convert_archive",
+]
 
-
-def __getattr__(name: str) -> Any:  # lazy: importing ctharmony.infer must not import torch or Ray
-    if name in ("HarmonizerPredictor", "SegmenterPredictor"):
-        from ctharmony.infer import predictors
-
-        return getattr(predictors, name)
-    if name in ("ConvertOptions", "convert_archive"):
-        from ctharmony.infer import pipeline
-
-        return getattr(pipeline, name)
-    raise AttributeError(f"module 'ctharmony.infer' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {
+    "HarmonizerPredictor": "predictors", "SegmenterPredictor": "predictors",
+    "ConvertOptions": "pipeline", "convert_archive": "pipeline",
+})

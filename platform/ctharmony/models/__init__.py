@@ -13,17 +13,19 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ctharmony.lazy import lazy_exports
 
-_EXPORTS = {
+__all__ = [
+    "HUModel",
+    "IntensitySpec",
+    "ModelSpec",
+    "build",
+    "build_discriminator",
+    "build_network",
+    "load_spec",
+]
+
+__getattr__ = lazy_exports(__name__, {
     "HUModel": "hu_model", "build": "registry", "build_discriminator": "registry", "build_network": "registry",
     "load_spec": "registry", "ModelSpec": "spec", "IntensitySpec": "spec",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"ctharmony.models.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'ctharmony.models' has no attribute {name!r}")
+})

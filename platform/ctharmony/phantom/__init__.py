@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from ctharmony.phantom.archive import generate_archive
-from ctharmony.phantom.physics import PROTOCOLS
+from ctharmony.lazy import lazy_exports
 
 __all__ = ["PROTOCOLS", "generate_archive"]
+
+__getattr__ = lazy_exports(__name__, {"PROTOCOLS": "physics", "generate_archive": "archive"})

@@ -7,7 +7,8 @@ YAML (:mod:`.sites`); real CT becomes material maps with :func:`.anatomy.real_ma
 
 from __future__ import annotations
 
-from ctharmony.simulate.archive import simulate_archive
-from ctharmony.simulate.sites import load_site, site_names
+from ctharmony.lazy import lazy_exports
 
 __all__ = ["load_site", "simulate_archive", "site_names"]
+
+__getattr__ = lazy_exports(__name__, {"load_site": "sites", "simulate_archive": "archive", "site_names": "sites"})
