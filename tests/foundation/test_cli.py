@@ -90,7 +90,7 @@ def test_ui_warns_that_a_non_loopback_host_exposes_an_unauthenticated_server(mon
         assert started[-1][started[-1].index("--host") + 1] == host
 
 
-# --- checks before any cluster starts (ctharmony.preflight) ----------------------------------------------------
+# --- checks before any cluster starts (ctharmony.cli.preflight) ----------------------------------------------------
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_train_without_a_segmenter_or_a_champion_fails_in_one_line(empty_store, 
 
 def test_train_without_a_segmenter_uses_the_registered_champion(empty_store, no_cluster, catalog_file, caplog):
     champion = _register_champion()
-    with caplog.at_level("INFO", logger="ctharmony.preflight"):
+    with caplog.at_level("INFO", logger="ctharmony.cli.preflight"):
         result = CliRunner().invoke(app, ["train", "--catalog", str(catalog_file)])
     assert isinstance(result.exception, ClusterStarted), result.output  # the checks passed
     assert f"using the registered {champion}" in caplog.text

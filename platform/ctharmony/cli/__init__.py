@@ -2,7 +2,7 @@
 
 Heavy libraries (Ray, torch, MLflow, pydicom) are imported inside the commands so that ``--help``
 answers instantly. Every command here works end to end; nothing is exposed before it does. Commands
-check their files, specs and model URIs (:mod:`ctharmony.preflight`) before any cluster starts, and a
+check their files, specs and model URIs (:mod:`ctharmony.cli.preflight`) before any cluster starts, and a
 bad one ends the command with one line on stderr (exit code 2).
 """
 

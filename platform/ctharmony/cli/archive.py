@@ -102,7 +102,7 @@ def catalog(
     if not Path(archive).is_dir():
         raise typer.BadParameter(f"{archive} is not a folder", param_hint="ARCHIVE")
     if rules:
-        from ctharmony.preflight import check_file
+        from ctharmony.cli.preflight import check_file
 
         preflight(lambda: check_file(rules, "--rules"))
     df = build_catalog(Path(archive), Path(out), address, rules=rules, chunk_size=chunk_size)

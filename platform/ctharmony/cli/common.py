@@ -1,7 +1,7 @@
 """What every ``ctharmony`` verb shares: the Typer app, the common options, preflight and quiet terminals.
 
 Heavy libraries (Ray, torch, MLflow, pydicom) are imported inside the commands so that ``--help``
-answers instantly. Commands check their files, specs and model URIs (:mod:`ctharmony.preflight`) before
+answers instantly. Commands check their files, specs and model URIs (:mod:`ctharmony.cli.preflight`) before
 any cluster starts, and a bad one ends the command with one line on stderr (exit code 2).
 """
 
@@ -42,7 +42,7 @@ def fail(err: Exception) -> NoReturn:
 
 def preflight(check: Callable[[], Any]) -> Any:
     """Run ``check`` (file, spec and model checks) before any cluster starts; a failure ends the command."""
-    from ctharmony.preflight import PreflightError
+    from ctharmony.cli.preflight import PreflightError
 
     try:
         return check()

@@ -85,7 +85,7 @@ def convert(
         raise typer.BadParameter(f"missing {', '.join(missing)} (only --plan runs without them)")
 
     def check() -> tuple[str, str]:
-        from ctharmony.preflight import (
+        from ctharmony.cli.preflight import (
             CHAMPION_SEGMENTER,
             PreflightError,
             check_catalog,

@@ -31,7 +31,7 @@ def evaluate(
     = True,
 ) -> None:
     """Cohort report: Dice, volume difference, CCC (95% CI), Bland-Altman, paired t-test per protocol and method."""
-    from ctharmony.preflight import check_catalog, check_file, check_folder
+    from ctharmony.cli.preflight import check_catalog, check_file, check_folder
 
     def check() -> None:
         for path in results:

@@ -30,7 +30,7 @@ def train_segmenter(
     """Train the reference liver U-Net on M80 series only; log and register it in MLflow."""
     from pathlib import Path
 
-    from ctharmony.preflight import PreflightError, check_catalog, check_folder, check_spec
+    from ctharmony.cli.preflight import PreflightError, check_catalog, check_folder, check_spec
 
     def check() -> None:
         check_catalog(catalog)
@@ -80,14 +80,14 @@ def train_harmonizer(
     from ctharmony.train.pair_report import format_report
 
     if dry_run:  # the pairs only: no cluster, no segmenter
-        from ctharmony.preflight import check_catalog
+        from ctharmony.cli.preflight import check_catalog
 
         preflight(lambda: check_catalog(catalog))
         typer.echo(format_report(plan_training_pairs(spec, Path(catalog), overrides or [])))
         return
 
     def check() -> str | None:
-        from ctharmony.preflight import (
+        from ctharmony.cli.preflight import (
             PreflightError,
             check_catalog,
             check_file,
@@ -157,7 +157,7 @@ def sweep(
     from pathlib import Path
 
     def check() -> str | None:
-        from ctharmony.preflight import PreflightError, check_catalog, check_file, check_spec, resolve_segmenter
+        from ctharmony.cli.preflight import PreflightError, check_catalog, check_file, check_spec, resolve_segmenter
 
         check_catalog(catalog)
         for path, option in ((space, "--space"), (autoscaling_config, "--autoscaling-config")):

@@ -47,7 +47,7 @@ def demo(
                     harmonizer_overrides=tuple(harmonizer_set or ()), segmenter_overrides=tuple(segmenter_set or ()))
 
     def check() -> None:
-        from ctharmony.preflight import check_spec
+        from ctharmony.cli.preflight import check_spec
 
         check_spec(plan.harmonizer_spec, list(plan.harmonizer_overrides))
         check_spec(plan.segmenter_spec, list(plan.segmenter_overrides))

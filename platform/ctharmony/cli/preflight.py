@@ -10,7 +10,7 @@ Example:
     >>> check_file("no-such-catalog.parquet", "--catalog")
     Traceback (most recent call last):
     ...
-    ctharmony.preflight.PreflightError: --catalog no-such-catalog.parquet: no such file
+    ctharmony.cli.preflight.PreflightError: --catalog no-such-catalog.parquet: no such file
     >>> check_spec("cpu-small", ["loss.l1=3"]).loss.l1
     3.0
 """
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("ctharmony.preflight")
+log = logging.getLogger("ctharmony.cli.preflight")
 
 #: The reference segmenter a command uses when none is given.
 CHAMPION_SEGMENTER = "models:/ctharmony-liver-unet@champion"
