@@ -84,7 +84,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
     """
     import ray
 
-    from ctharmony.archive.pseudonym import pseudonym_salt
+    from ctharmony.salt import pseudonym_salt
 
     target = resolve_address(address)
     if not ray.is_initialized():

@@ -82,7 +82,7 @@ DEMO_SALT = "ctharmony-default-salt-v1"
 
 def run_demo(out: Path, plan: DemoPlan | None = None) -> DemoOutcome:
     """Run every stage of the main job under ``out`` and return where the results are."""
-    from ctharmony.archive.pseudonym import SALT_ENV
+    from ctharmony.salt import SALT_ENV
 
     pinned = SALT_ENV not in os.environ
     if pinned:

@@ -6,7 +6,6 @@ import stat
 
 import pytest
 
-from ctharmony.archive import pseudonym
 from ctharmony.archive.pseudonym import SALT_ENV, SaltError, patient_key, pseudonym_salt, salt_path
 
 
@@ -18,7 +17,7 @@ def fresh_home(tmp_path, monkeypatch):
 
 
 def test_salt_is_generated_once_per_home_owner_only_and_logged_once(fresh_home, caplog):
-    caplog.set_level("INFO", logger=pseudonym.__name__)
+    caplog.set_level("INFO", logger="ctharmony.salt")
     first = pseudonym_salt()
     path = salt_path()
     assert path.parent == fresh_home and path.is_file()

@@ -3,6 +3,9 @@
 - ``models`` is a leaf: networks and their specs import nothing else of ctharmony;
 - ``archive`` and ``phantom`` (data in and out) import no model, training, inference or evaluation code;
 - ``infer`` imports nothing from ``evaluate``; ``evaluate`` nothing from ``train`` or ``infer``;
+- ``simulate``, ``baselines`` and ``loaders`` stay below training, inference and the workflows;
+- the infrastructure (``cluster``, ``config``, ``tracking``, ``console``, ``stages``...) imports no domain package,
+  and the archive never imports the cluster or MLflow layer;
 - no package imports the CLI (it is the top of the stack).
 """
 
@@ -16,14 +19,24 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "ctharmony"
 
 # package -> ctharmony packages/modules it must never import
+DOMAIN = {"archive", "phantom", "simulate", "baselines", "loaders", "train", "infer", "evaluate", "benchmark", "demo",
+          "cli"}
+WORKFLOWS = {"benchmark", "demo", "cli"}
 FORBIDDEN = {
     "models": {"archive", "phantom", "simulate", "train", "infer", "evaluate", "baselines", "tracking", "config",
                "cluster", "demo", "cli"},
-    "archive": {"models", "train", "infer", "evaluate", "baselines", "demo", "cli"},
-    "phantom": {"models", "train", "infer", "evaluate", "baselines", "demo", "cli"},
-    "infer": {"evaluate", "train", "demo", "cli"},
-    "evaluate": {"train", "infer", "demo", "cli"},
-    "train": {"infer", "demo", "cli"},
+    "archive": {"models", "train", "infer", "evaluate", "baselines", "cluster", "tracking", *WORKFLOWS},
+    "phantom": {"models", "train", "infer", "evaluate", "baselines", *WORKFLOWS},
+    "simulate": {"models", "train", "infer", "baselines", "loaders", "tracking", *WORKFLOWS},
+    "baselines": {"models", "train", "infer", "evaluate", "loaders", *WORKFLOWS},
+    "loaders": {"train", "infer", "evaluate", *WORKFLOWS},
+    "infer": {"evaluate", "train", *WORKFLOWS},
+    "evaluate": {"train", "infer", *WORKFLOWS},
+    "train": {"infer", *WORKFLOWS},
+    "benchmark": {"demo", "cli"},
+    # the infrastructure layer (Ray connection, config, MLflow, terminal, stages) knows no domain package
+    **{name: DOMAIN for name in ("cluster", "config", "tracking", "console", "stages", "net", "gpu_capacity",
+                                 "lazy")},
 }
 
 
@@ -53,7 +66,8 @@ def test_the_walk_sees_lazy_imports_inside_functions(tmp_path):
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_package_respects_its_layer(package):
     violations = []
-    for path in sorted((PACKAGE / package).rglob("*.py")):
+    root = PACKAGE / package
+    for path in sorted(root.rglob("*.py")) if root.is_dir() else [root.with_suffix(".py")]:
         bad = ctharmony_imports(path) & FORBIDDEN[package]
         if bad:
             violations.append(f"{path.relative_to(PACKAGE)} imports {sorted(bad)}")

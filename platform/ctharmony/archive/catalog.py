@@ -10,6 +10,7 @@ one row: a series' file list or a quarantine row. ``read_catalog`` is the one re
 
 Example::
 
+    cluster.connect()  # the caller joins Ray; the archive layer never starts it
     df = build_catalog(Path("archive"), Path("catalog.parquet"))
     print(summarize(df))
     rows = read_catalog("catalog.parquet").series(status="ok")
@@ -130,30 +131,31 @@ def catalog_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def build_catalog(
     archive: Path | str,
     out: Path | str,
-    address: str | None = None,
     *,
     rules: Path | str | None = None,
     chunk_size: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Catalog ``archive`` on Ray (header-only) and write ``out`` (Parquet); returns the catalog.
+    """Catalog ``archive`` on the Ray cluster in force (header-only) and write ``out`` (Parquet); returns the catalog.
+
+    The caller connects first (:func:`ctharmony.cluster.connect`): the archive layer never starts Ray itself.
 
     Args:
         archive: folder of DICOM files (any layout; links are not followed).
         out: the Parquet file to write.
-        address: Ray address (default ``$RAY_ADDRESS``, else an embedded cluster).
         rules: a YAML rules file tried before the default protocol rules.
         chunk_size: files per header-read task (default: ``auto_chunk_size``).
         progress: show a progress display on stderr.
 
     ``df.attrs`` holds ``node_ids`` (the Ray nodes that read headers), ``files`` and ``seconds``.
     """
-    from ctharmony import cluster
+    import ray
 
     started = time.perf_counter()
     classifier = load_rules(rules)  # fail on a bad rules file before any work
+    if not ray.is_initialized():
+        raise RuntimeError("build_catalog reads headers on Ray: connect first (ctharmony.cluster.connect)")
     listing = list_archive(archive)
-    cluster.connect(address, quiet=not progress)
     headers = read_headers(listing.files, root=str(listing.root), salt=pseudonym_salt(),
                            chunk_size=chunk_size, progress=progress)
     node_ids = sorted(set(headers.column("node_id").to_pylist())) if headers.num_rows else []

@@ -97,6 +97,7 @@ def catalog(
     """Catalog a DICOM archive on Ray (headers only): one Parquet row per series, plus quarantine rows."""
     from pathlib import Path
 
+    from ctharmony import cluster
     from ctharmony.archive.catalog import build_catalog, summarize
 
     if not Path(archive).is_dir():
@@ -105,6 +106,7 @@ def catalog(
         from ctharmony.cli.preflight import check_file
 
         preflight(lambda: check_file(rules, "--rules"))
-    df = build_catalog(Path(archive), Path(out), address, rules=rules, chunk_size=chunk_size)
+    cluster.connect(address)
+    df = build_catalog(Path(archive), Path(out), rules=rules, chunk_size=chunk_size)
     typer.echo(summarize(df))
     typer.echo(f"catalog: {out} ({len(df)} rows, {df.attrs['files']} files, {df.attrs['seconds']:.1f} s)")

@@ -22,8 +22,7 @@ def info(
     """Print versions, the Ray cluster that would be used, the MLflow tracking URI and the data home."""
     from importlib import metadata
 
-    from ctharmony import __version__, cluster, tracking
-    from ctharmony.archive import pseudonym
+    from ctharmony import __version__, cluster, salt, tracking
     from ctharmony.config import data_home
 
     typer.echo(f"ctharmony {__version__} (python {sys.version.split()[0]})")
@@ -42,7 +41,7 @@ def info(
     typer.echo(f"Ray:       {described}")
     typer.echo(f"MLflow:    {tracking.tracking_uri()}")
     typer.echo(f"Data home: {data_home()}")
-    typer.echo(f"Pseudonym salt: {pseudonym.salt_source()}")
+    typer.echo(f"Pseudonym salt: {salt.salt_source()}")
 
 
 @app.command()
