@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def registered_harmonizer(model_paths) -> str:
-    from ctharmony.tracking.models import load_model, log_model
+    from ctharmony.loaders import load_model
+    from ctharmony.tracking.models import log_model
 
     info = log_model(load_model(model_paths[0]), "harmonizer", registered_model_name="infer-test-harmonizer")
     return f"models:/infer-test-harmonizer/{info.registered_model_version}"

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ctharmony.infer.model_source import ModelSourceError, resolve_model_source
+from ctharmony.infer.model_source import resolve_model_source
 from ctharmony.infer.predictors import HarmonizerPredictor, SegmenterPredictor
 from ctharmony.infer.tiling import predict_slices, select_device, tile_starts
+from ctharmony.loaders import ModelLoadError
 from ctharmony.models import build
 from ctharmony.models.io import save_model
 
@@ -91,7 +92,7 @@ def test_tiling_matches_the_whole_slice_for_a_local_network():
 def test_device_and_model_source_checks(tmp_path):
     assert select_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_model_source("models:/ctharmony-harmonizer@champion").is_mlflow
-    with pytest.raises(ModelSourceError, match="no such file"):
+    with pytest.raises(ModelLoadError, match="no such file"):
         resolve_model_source(tmp_path / "missing-model")
 
 

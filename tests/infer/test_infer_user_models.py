@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from ctharmony.infer.model_source import ModelSourceError, load_hu_model, resolve_model_source
+from ctharmony.infer.model_source import load_source, resolve_model_source
 from ctharmony.infer.predictors import SegmenterPredictor
-from ctharmony.loaders import LoaderError, find_format, load_model
+from ctharmony.loaders import ModelLoadError, find_format, load_model
 from ctharmony.models import build
 from ctharmony.models.io import save_model
 
@@ -74,9 +74,9 @@ def test_each_format_accepts_its_own_references(user_models):
     assert names == {"native": "ctharmony", "torchscript": "torchscript", "torchscript3d": "torchscript",
                      "onnx": "onnx", "state_dict": None}  # a plain state dict is no model
     assert find_format("models:/ctharmony-liver-unet@champion").name == "mlflow"
-    with pytest.raises(ModelSourceError, match="not a model any format accepts"):
+    with pytest.raises(ModelLoadError, match="not a model any format accepts"):
         resolve_model_source(user_models["state_dict"])
-    with pytest.raises(LoaderError, match="no model format accepts"):
+    with pytest.raises(ModelLoadError, match="no model format accepts"):
         load_model(user_models["state_dict"])
 
 
@@ -94,23 +94,23 @@ def test_user_models_give_the_native_masks_on_a_batch(user_models):
         assert out["status"].tolist() == ["ok"], (key, out["reason"])
         np.testing.assert_array_equal(out["mask_original"][0], masks, err_msg=key)
         np.testing.assert_array_equal(out["mask_harmonized"][0], native["mask_harmonized"][0], err_msg=key)
-    model = load_hu_model(user_models["onnx"])
+    model = load_source(user_models["onnx"])
     assert model.info["name"] == "user-liver-onnx" and model.info["version"] == "7"
-    assert load_hu_model(user_models["torchscript3d"]).dims == 3
+    assert load_source(user_models["torchscript3d"]).dims == 3
 
 
 def test_sidecar_is_required_and_checked(user_models, tmp_path):
     bare = tmp_path / "bare.onnx"
     bare.write_bytes(Path(user_models["onnx"]).read_bytes())
-    with pytest.raises(ModelSourceError, match=r"needs its sidecar .*bare\.onnx\.yaml"):
-        load_hu_model(str(bare))
+    with pytest.raises(ModelLoadError, match=r"needs its sidecar .*bare\.onnx\.yaml"):
+        load_source(str(bare))
     Path(f"{bare}.yaml").write_text("kind: segmenter\n", encoding="utf-8")
-    with pytest.raises(ModelSourceError, match="must give intensity"):
-        load_hu_model(str(bare))
+    with pytest.raises(ModelLoadError, match="must give intensity"):
+        load_source(str(bare))
     Path(f"{bare}.yaml").write_text("kind: segmenter\nintensity: {hu_min: 0, hu_max: 1}\nhu_window: 3\n",
                                     encoding="utf-8")
-    with pytest.raises(ModelSourceError, match=r"unknown key\(s\) hu_window in .*bare\.onnx\.yaml"):
-        load_hu_model(str(bare))
+    with pytest.raises(ModelLoadError, match=r"unknown key\(s\) hu_window in .*bare\.onnx\.yaml"):
+        load_source(str(bare))
 
 
 @pytest.mark.slow

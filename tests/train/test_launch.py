@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from ctharmony.loaders import load_model
 from ctharmony.models.registry import load_spec
-from ctharmony.tracking.models import load_model
 from ctharmony.train.launch import build_trainer, train
 
 pytestmark = pytest.mark.slow

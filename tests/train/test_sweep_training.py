@@ -60,10 +60,10 @@ def test_placement_group_of_a_dead_actor_is_released_and_others_are_kept(ray_loc
 @pytest.mark.slow
 def test_sweep_of_four_trials_with_two_workers_on_phantom_archive(ray_local, tmp_path):
     from ctharmony.archive import build_catalog
+    from ctharmony.loaders import load_model
     from ctharmony.models.io import save_model
     from ctharmony.models.registry import build, load_spec
     from ctharmony.phantom import generate_archive
-    from ctharmony.tracking.models import load_model
     from ctharmony.train.sweep.space import SweepSpace
     from ctharmony.train.sweep.tracking import child_runs
     from ctharmony.train.sweep.training import score_on_validation, sweep_lambdas, validation_records

@@ -95,13 +95,14 @@ def _registry_lookup(uri: str, client: Any) -> None:
 
 def check_model(model: str, option: str) -> str:
     """``model`` (made absolute when a path) if it names a registered model, a run or an existing path."""
-    from ctharmony.infer.model_source import MLFLOW_SCHEMES, ModelSourceError, resolve_model_source
+    from ctharmony.infer.model_source import MLFLOW_SCHEMES, resolve_model_source
+    from ctharmony.loaders import ModelLoadError
 
     text = str(model).strip()
     if not text.startswith(MLFLOW_SCHEMES):
         try:
             return resolve_model_source(text).uri
-        except ModelSourceError as err:
+        except ModelLoadError as err:
             raise PreflightError(f"{option}: {err}") from err
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException

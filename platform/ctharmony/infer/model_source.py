@@ -7,7 +7,7 @@ so every model runs through exactly the same pipeline. The model-loader registry
 (:mod:`ctharmony.loaders`) decides which format a reference is. The driver checks it with
 :func:`resolve_model_source` (a local path becomes absolute; a missing one, or one no format accepts,
 is a clear error before any Ray work starts); each actor then loads it ONCE with
-:func:`load_hu_model`, pointing MLflow at the driver's tracking URI so every node reads the same
+:func:`load_source` (:func:`ctharmony.loaders.load_model` on the driver's tracking URI), so every node reads the same
 registry.
 
 Example:
@@ -18,19 +18,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
-from ctharmony.loaders import LoaderError, find_format, load_model
+from ctharmony.loaders import ModelLoadError, find_format, load_model
 from ctharmony.loaders.formats import MLFLOW_SCHEMES
 
-__all__ = ["MLFLOW_SCHEMES", "ModelSource", "ModelSourceError", "load_hu_model", "model_identity",
-           "resolve_model_source"]
-
-
-class ModelSourceError(ValueError):
-    """A MODEL argument that names nothing loadable; the message names it and the reason."""
+__all__ = ["MLFLOW_SCHEMES", "ModelSource", "load_source", "model_identity", "resolve_model_source"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +47,11 @@ def resolve_model_source(model: str | Path, tracking_uri: str | None = None) -> 
         tracking_uri: the MLflow tracking URI actors must use (default: the one in force here).
 
     Raises:
-        ModelSourceError: a local path that does not exist or that no format accepts, or an empty argument.
+        ModelLoadError: a local path that does not exist or that no format accepts, or an empty argument.
     """
     text = str(model).strip()
     if not text:
-        raise ModelSourceError("empty model reference: give an MLflow URI (models:/name@alias) or a path")
+        raise ModelLoadError("empty model reference: give an MLflow URI (models:/name@alias) or a path")
     if text.startswith(MLFLOW_SCHEMES):
         if tracking_uri is None:
             from ctharmony import tracking
@@ -66,31 +60,18 @@ def resolve_model_source(model: str | Path, tracking_uri: str | None = None) -> 
         return ModelSource(uri=text, tracking_uri=tracking_uri)
     path = Path(text).expanduser()
     if not path.exists():
-        raise ModelSourceError(f"model {text!r}: no such file or folder (nor an MLflow URI: models:/, runs:/)")
+        raise ModelLoadError(f"model {text!r}: no such file or folder (nor an MLflow URI: models:/, runs:/)")
     if find_format(str(path.resolve())) is None:
-        raise ModelSourceError(f"model {text!r}: not a model any format accepts (an MLflow or ctharmony model folder, "
+        raise ModelLoadError(f"model {text!r}: not a model any format accepts (an MLflow or ctharmony model folder, "
                                "a TorchScript .pt/.ts or .onnx file with its <file>.yaml, a baseline .npz/.json)")
     return ModelSource(uri=str(path.resolve()), tracking_uri=tracking_uri)
 
 
-def load_hu_model(source: ModelSource | str | Any) -> Any:
-    """Load a model (``torch.nn.Module`` with ``info``) from a source; a module passed in is returned as is.
-
-    Raises:
-        ModelSourceError: the model cannot be loaded (names the reference and the cause).
-    """
-    import torch
-
-    if isinstance(source, torch.nn.Module):
-        return source
-    if not isinstance(source, ModelSource):
-        source = resolve_model_source(source)
-    if source.is_mlflow and source.tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = source.tracking_uri  # the driver's registry, on every node
-    try:
-        return load_model(source.uri)
-    except LoaderError as err:
-        raise ModelSourceError(str(err)) from err
+def load_source(source: ModelSource | Any) -> Any:
+    """:func:`ctharmony.loaders.load_model` of a resolved source, on the driver's MLflow registry (every node)."""
+    if isinstance(source, ModelSource):
+        return load_model(source.uri, tracking_uri=source.tracking_uri)
+    return load_model(source)
 
 
 def model_identity(model: Any, fallback: str = "model") -> tuple[str, str]:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ctharmony.archive.orientation import canonical_transform
-from ctharmony.infer.model_source import load_hu_model, model_identity
+from ctharmony.infer.model_source import load_source, model_identity
 from ctharmony.infer.tiling import precision_name, predict_slices, prepare_model, select_device
 
 Batch = dict[str, np.ndarray]
@@ -91,7 +91,7 @@ class _SlicePredictor:
         if threads:
             torch.set_num_threads(int(threads))
         self.device = select_device(device)
-        loaded = load_hu_model(model)  # once per actor
+        loaded = load_source(model)  # once per actor
         self.name, self.version = model_identity(loaded, fallback=self.kind)
         cuda = self.device.type == "cuda"
         self.model = prepare_model(loaded, self.device, channels_last=cuda if channels_last is None else channels_last,

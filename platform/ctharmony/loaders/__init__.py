@@ -25,19 +25,21 @@ Example:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ctharmony.loaders.formats import (
+    MLFLOW_SCHEMES,
     BaselineFile,
     CtharmonyFolder,
-    LoaderError,
     MLflowModel,
     ModelFormat,
     OnnxFile,
     TorchScriptFile,
 )
+from ctharmony.models.errors import ModelLoadError
 
-__all__ = ["FORMATS", "LoaderError", "ModelFormat", "find_format", "load_model", "register"]
+__all__ = ["FORMATS", "ModelFace", "ModelFormat", "ModelLoadError", "find_format", "load_model", "register"]
 
 #: Model formats, asked in order; the first that accepts a reference loads it.
 FORMATS: list[ModelFormat] = [MLflowModel(), CtharmonyFolder(), TorchScriptFile(), OnnxFile(), BaselineFile()]
@@ -53,24 +55,42 @@ def find_format(reference: str) -> ModelFormat | None:
     return next((f for f in FORMATS if f.accepts(str(reference))), None)
 
 
-def load_model(reference: Any) -> Any:
-    """Load a harmonizer or segmenter from any accepted reference; a module passed in is returned as is.
+def load_model(reference: Any, *, tracking_uri: str | None = None) -> Any:
+    """Load a harmonizer, segmenter or baseline from any accepted reference (the one public model loader).
+
+    A module passed in is returned as is. ``tracking_uri`` points MLflow at a given store first (what a
+    Ray actor on another node needs: the driver's registry).
+
+    Returns:
+        a :class:`ModelFace`: a ``torch.nn.Module`` with ``info``, HU in, HU or liver probability out.
 
     Raises:
-        LoaderError: no format accepts the reference, or its format fails to load it (names both).
+        ModelLoadError: no format accepts the reference, or its format fails to load it (names both).
     """
     import torch
 
     if isinstance(reference, torch.nn.Module):
         return reference
     text = str(reference)
+    if tracking_uri and text.startswith(MLFLOW_SCHEMES):
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     model_format = find_format(text)
+    if model_format is None and not text.startswith(MLFLOW_SCHEMES) and not os.path.exists(text):
+        raise ModelLoadError(f"model {text!r}: no such file or folder (nor an MLflow URI: models:/, runs:/)")
     if model_format is None:
         names = ", ".join(f"{f.name} ({f.description})" for f in FORMATS)
-        raise LoaderError(f"model {text!r}: no model format accepts it; known formats: {names}")
+        raise ModelLoadError(f"model {text!r}: no model format accepts it; known formats: {names}")
     try:
         return model_format.load(text)
-    except LoaderError:
+    except ModelLoadError:
         raise
     except Exception as err:  # noqa: BLE001 - any loader failure becomes one clear error
-        raise LoaderError(f"cannot load {model_format.name} model {text!r}: {type(err).__name__}: {err}") from err
+        raise ModelLoadError(f"cannot load {model_format.name} model {text!r}: {type(err).__name__}: {err}") from err
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ModelFace":  # the protocol lives with the model interface (torch): imported on first use
+        from ctharmony.models.interface import ModelFace
+
+        return ModelFace
+    raise AttributeError(f"module 'ctharmony.loaders' has no attribute {name!r}")

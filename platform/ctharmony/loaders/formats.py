@@ -20,11 +20,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ctharmony.models.errors import ModelLoadError
+
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
-
-
-class LoaderError(ValueError):
-    """A model reference that no format accepts, or that its format cannot load (names it and why)."""
 
 
 class ModelFormat:
@@ -47,9 +45,9 @@ class MLflowModel(ModelFormat):
         return reference.startswith(MLFLOW_SCHEMES) or (Path(reference) / "MLmodel").is_file()
 
     def load(self, reference: str) -> Any:
-        from ctharmony.tracking.models import load_model
+        from ctharmony.tracking.models import fetch_logged_model
 
-        return load_model(reference)
+        return fetch_logged_model(reference)
 
 
 class CtharmonyFolder(ModelFormat):
@@ -76,7 +74,7 @@ def read_sidecar(path: str | Path) -> Any:
     """The :class:`~ctharmony.models.spec.ExternalSpec` of a model file, from its sidecar YAML.
 
     Raises:
-        LoaderError: the sidecar is missing, not YAML, or holds an unknown key or a bad value (names it).
+        ModelLoadError: the sidecar is missing, not YAML, or holds an unknown key or a bad value (names it).
     """
     import yaml
 
@@ -85,7 +83,7 @@ def read_sidecar(path: str | Path) -> Any:
 
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
-        raise LoaderError(f"{path}: a TorchScript / ONNX model needs its sidecar {sidecar} giving at least "
+        raise ModelLoadError(f"{path}: a TorchScript / ONNX model needs its sidecar {sidecar} giving at least "
                           "kind (segmenter or harmonizer) and intensity: {hu_min, hu_max} (see ctharmony.loaders)")
     try:
         data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
@@ -95,7 +93,7 @@ def read_sidecar(path: str | Path) -> Any:
             raise ConfigError(f"{sidecar} must give intensity: {{hu_min, hu_max}} (the HU window the model expects)")
         return from_dict(ExternalSpec, data, str(sidecar))
     except (OSError, yaml.YAMLError, ConfigError) as err:
-        raise LoaderError(f"invalid model sidecar {sidecar}: {err}") from err
+        raise ModelLoadError(f"invalid model sidecar {sidecar}: {err}") from err
 
 
 def file_version(path: str | Path) -> str:

@@ -24,7 +24,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,20 @@ from torch import nn
 from ctharmony.models.spec import IntensitySpec
 
 KINDS = ("harmonizer", "segmenter")
+
+
+@runtime_checkable
+class ModelFace(Protocol):
+    """What every harmonizer, segmenter and baseline shows the pipeline, whoever built it.
+
+    ``info`` (kind, name, version, ...) for results and reports, and a call: HU slices ``(N, 1, H, W)`` (or a
+    volume, for ``dims == 3``) in, HU (harmonizer) or liver probability (segmenter) out.
+    """
+
+    @property
+    def info(self) -> Mapping[str, Any]: ...
+
+    def __call__(self, hu: Any) -> Any: ...
 
 
 def normalize(hu: torch.Tensor, intensity: IntensitySpec) -> torch.Tensor:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import yaml
 
+from ctharmony.models.errors import ModelLoadError
 from ctharmony.models.hu_model import HUModel
 from ctharmony.models.registry import build_network
 from ctharmony.models.spec import ModelSpec
@@ -34,10 +35,6 @@ from ctharmony.models.typed_yaml import ConfigError, dump_yaml, from_dict
 
 SPEC_FILE, WEIGHTS_FILE, INFO_FILE = "spec.yaml", "weights.pt", "info.json"
 ARTIFACT_KEY = "hu_model"
-
-
-class ModelLoadError(RuntimeError):
-    """A model folder or URI could not be read; the message names it and why."""
 
 
 def save_model(model: HUModel, path: str | Path) -> Path:

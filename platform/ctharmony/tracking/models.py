@@ -3,14 +3,15 @@
 :func:`log_model` logs the folder written by :func:`ctharmony.models.io.save_model` as the artifact of an
 MLflow ``pyfunc`` model (so it can be registered, aliased and served; its requirements pin
 ``ctharmony==<this version>`` and its ``MLmodel`` records no path of this machine), and
-:func:`load_model` resolves ``models:/<name>/<version>``, ``models:/<name>@<alias>``,
-``runs:/<run_id>/<path>`` or a local folder, downloads it and rebuilds the network from its spec.
+:func:`fetch_logged_model` (the MLflow format of :func:`ctharmony.loaders.load_model`) resolves
+``models:/<name>/<version>``, ``models:/<name>@<alias>``, ``runs:/<run_id>/<path>`` or a local folder,
+downloads it and rebuilds the network from its spec.
 
 Example::
 
     from ctharmony.models import build
     info = log_model(build("liver-unet"), "segmenter", registered_model_name="my-unet")
-    load_model("models:/my-unet/1").info["kind"]
+    ctharmony.loaders.load_model("models:/my-unet/1").info["kind"]
     # -> 'segmenter'
 """
 
@@ -47,8 +48,11 @@ def _registry_version(uri: str) -> str | None:
     return None
 
 
-def load_model(uri_or_path: str | Path) -> HUModel:
-    """Load a model from ``models:/...``, ``runs:/...``, another MLflow artifact URI, or a local folder."""
+def fetch_logged_model(uri_or_path: str | Path) -> HUModel:
+    """A ctharmony model from ``models:/...``, ``runs:/...``, another MLflow artifact URI, or a local folder.
+
+    The MLflow format of :func:`ctharmony.loaders.load_model`, the one public loader: call that instead.
+    """
     text = str(uri_or_path)
     if "://" not in text and ":/" not in text:
         return load_saved(text)

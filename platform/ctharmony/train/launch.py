@@ -95,7 +95,7 @@ def segmenter_payload(uri: str | None) -> dict[str, Any] | None:
     workers on any node get it without reaching the MLflow store)."""
     if not uri:
         return None
-    from ctharmony.tracking.models import load_model
+    from ctharmony.loaders import load_model
 
     model = load_model(uri)
     if model.kind != "segmenter":

@@ -65,8 +65,8 @@ def pin_segmenter(uri: str, folder: Path, *, reuse: bool = False) -> tuple[str, 
 
     With ``reuse`` (a resumed sweep) an existing copy is kept, so every trial sees the same segmenter.
     """
+    from ctharmony.loaders import load_model
     from ctharmony.models.io import save_model
-    from ctharmony.tracking.models import load_model
 
     if reuse and (folder / "identity.json").is_file():
         return str(folder), json.loads((folder / "identity.json").read_text(encoding="utf-8"))["identity"]
@@ -95,7 +95,7 @@ def score_on_validation(spec: ModelSpec, records: Sequence[dict[str, Any]]) -> C
     """A scorer of any harmonizer URI on these validation studies with ``spec``'s segmenter."""
 
     def score(uri: str) -> Score | None:
-        from ctharmony.tracking.models import load_model
+        from ctharmony.loaders import load_model
         from ctharmony.train.data import load_study
         from ctharmony.train.validate import metrics_from_sums, validation_sums
 
