@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ctharmony.archive.orientation import canonical_transform
+from ctharmony.infer.cpu_precision import cpu_auto_precision, tuned_network
 from ctharmony.infer.model_source import load_hu_model, model_identity
 from ctharmony.infer.tiling import precision_name, predict_slices, prepare_model, select_device
 
@@ -69,7 +70,12 @@ def predict_volume(model: Any, volume: np.ndarray, device: Any) -> np.ndarray:
 
 
 class _SlicePredictor:
-    """Shared set-up: model loaded once, device, mixed precision, slice batches, tiling, threads."""
+    """Shared set-up: model loaded once, device, mixed precision, slice batches, tiling, threads.
+
+    ``amp`` None/"auto": bf16 (else fp16) on CUDA; on CPU :mod:`ctharmony.infer.cpu_precision` decides
+    (bf16 for ctharmony's networks where the CPU has native bf16). ``channels_last`` None: on CUDA, and on
+    CPU for ctharmony's networks.
+    """
 
     kind = "model"
 
@@ -93,10 +99,12 @@ class _SlicePredictor:
         self.device = select_device(device)
         loaded = load_hu_model(model)  # once per actor
         self.name, self.version = model_identity(loaded, fallback=self.kind)
-        cuda = self.device.type == "cuda"
-        self.model = prepare_model(loaded, self.device, channels_last=cuda if channels_last is None else channels_last,
-                                   compile=compile)  # fmt: skip
-        self.amp = precision_name(amp, self.device)  # "bf16" / "fp16" / "fp32"
+        cpu_tuned = self.device.type == "cpu" and tuned_network(loaded)  # bf16 / channels-last where faster
+        if channels_last is None:
+            channels_last = self.device.type == "cuda" or cpu_tuned
+        self.model = prepare_model(loaded, self.device, channels_last=channels_last, compile=compile)
+        auto = amp in (None, True, "auto")
+        self.amp = cpu_auto_precision(loaded) if auto and cpu_tuned else precision_name(amp, self.device)
         self.batch_slices = batch_slices  # None: from free GPU memory (8 on CPU)
         self.tile = tile
         self.overlap = overlap
