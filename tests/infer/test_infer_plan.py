@@ -41,9 +41,13 @@ def test_gpus_present_give_gpu_pools_sharing_each_gpu():
 
 def test_cpu_only_cluster_falls_back_to_cpu_pools():
     plan = plan_conversion(ConvertOptions(), cpus=16, capacity=GpuCapacity(0, 0, "none"))
-    assert not plan.use_gpu and plan.device == "cpu" and plan.precision == "fp32"
+    assert not plan.use_gpu and plan.device == "cpu" and plan.precision == "auto"  # each actor's CPU decides
     assert plan.harmonizer.remote_args() == {"num_cpus": 0.5}  # headroom for read/write tasks
-    assert plan.harmonizer.max_actors == 4 and plan.batch_slices == 8 and not plan.channels_last
+    assert plan.harmonizer.max_actors == 4 and plan.batch_slices == 8 and plan.channels_last is None
+    assert plan.threads == 4 and plan.as_dict()["channels_last"] == "auto"  # 16 cores over 4 actors a pool
+    small = plan_conversion(ConvertOptions(), cpus=2, capacity=GpuCapacity(0, 0, "none"))
+    assert small.harmonizer.max_actors == 1 and small.threads == 2  # both cores for each actor
+    assert plan_conversion(ConvertOptions(threads=1), cpus=2, capacity=GpuCapacity(0, 0, "none")).threads == 1
 
 
 def test_autoscalable_gpus_are_planned_before_they_exist():

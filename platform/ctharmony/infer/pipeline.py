@@ -68,14 +68,14 @@ class ConvertOptions:
     batch_slices: int | None = None  # None: from free GPU memory on CUDA, 8 on CPU (ctharmony.infer.plan)
     tile: int | None = None
     overlap: int = 32
-    threads: int | None = None  # torch threads per actor (None: Ray's default for the actor's CPUs)
+    threads: int | None = None  # torch threads per actor (None: GPU Ray's default; CPU ctharmony.infer.plan's)
     use_gpu: bool | None = None  # None: when the cluster has or can get GPUs (ctharmony.gpu_capacity)
     actor_cpus: float | None = None  # None: 0.5 on CPU (headroom for tasks), 1 with GPUs
     gpus_per_actor: float = 0.5  # 0.5: a harmonizer and a segmenter actor share each GPU
     max_gpus: int | None = None  # hint: GPUs the cluster can have when no autoscaler config says so
     autoscaling_config: str | None = None  # a cluster.yaml to read GPU node types from
-    precision: str = "auto"  # auto (bf16 where supported, else fp16 on CUDA; fp32 on CPU), bf16, fp16, fp32
-    channels_last: bool | None = None  # None: on GPU
+    precision: str = "auto"  # auto (CUDA: bf16, else fp16; CPU: bf16 where native, else fp32), bf16, fp16, fp32
+    channels_last: bool | None = None  # None: on GPU, and on CPU for ctharmony's networks
     compile: bool = False  # torch.compile the models (falls back to eager when compiling fails)
     harmonizer_actors: tuple[int, int] | None = None  # (min, max); None: from the cluster's size
     segmenter_actors: tuple[int, int] | None = None
@@ -146,8 +146,7 @@ def build_dataset(items, harmonizer, segmenter, out: Path, options: ConvertOptio
     from ctharmony.infer.predictors import HarmonizerPredictor, SegmenterPredictor
 
     plan = stage_resources(options, cpus, gpus)  # the resource decision: ctharmony.infer.plan
-    common = {"tile": options.tile, "overlap": options.overlap, "threads": options.threads,
-              "device": plan["device"], **plan["predictor"]}
+    common = {"tile": options.tile, "overlap": options.overlap, "device": plan["device"], **plan["predictor"]}
     tasks = ray.data.TaskPoolStrategy(size=options.task_concurrency or max(1, int(cpus)))
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map(read_catalog_row, num_cpus=options.task_cpus, compute=tasks)

@@ -8,7 +8,9 @@ worker, and the pools grow up to what the GPU node types can bring.
 - GPU: each actor asks ``gpus_per_actor`` GPUs (0.5: a harmonizer and a segmenter share a GPU) and
   ``actor_cpus`` CPUs (1); each pool grows from 1 to ``max_gpus / (2 * gpus_per_actor)`` actors.
 - CPU: each actor asks ``actor_cpus`` (0.5, headroom for the read/write tasks: a pool holding every
-  CPU deadlocks the job); each pool grows from 1 to ``cpus // 4`` actors.
+  CPU deadlocks the job); each pool grows from 1 to ``cpus // 4`` actors, each running ``cpus / max
+  actors`` torch threads (:func:`cpu_threads`), and precision and layout are the actor's choice
+  (:mod:`ctharmony.infer.cpu_precision`).
 
 Example:
     >>> from ctharmony.gpu_capacity import GpuCapacity
@@ -59,8 +61,8 @@ class ConversionPlan:
     segmenter: PoolPlan
     batch_slices: int | None  # None: from free GPU memory
     threads: int | None
-    precision: str
-    channels_last: bool
+    precision: str  # "auto" on CPU: each actor decides for its own CPU (ctharmony.infer.cpu_precision)
+    channels_last: bool | None  # None: each actor decides (on CUDA; on CPU for ctharmony's networks)
     compile: bool
     task_cpus: float
     task_concurrency: int
@@ -85,7 +87,7 @@ class ConversionPlan:
             "batch_slices": self.batch_slices if self.batch_slices is not None else "auto (free GPU memory)",
             "threads_per_actor": self.threads,
             "precision": self.precision,
-            "channels_last": self.channels_last,
+            "channels_last": "auto" if self.channels_last is None else self.channels_last,
             "compile": self.compile,
             "read_write_tasks": {"num_cpus": self.task_cpus, "concurrency": self.task_concurrency},
         }
@@ -99,6 +101,21 @@ def _pool(bounds: tuple[int, int] | None, default_max: int, cpus: float, gpus: f
     if not 1 <= low <= high:
         raise ValueError(f"actor pool bounds must satisfy 1 <= min <= max, got ({low}, {high})")
     return PoolPlan(low, high, cpus, gpus, min(high, fit_now))
+
+
+def cpu_threads(cpus: float, max_actors: int) -> int:
+    """Torch threads per CPU actor: the cluster's cores over a pool's largest size (at least 1).
+
+    Both pools get that many, more threads than cores when both work at once: the segmenter does about
+    85 % of the work (two passes of a heavier network), so the harmonizer mostly waits and the segmenter
+    gets the cores; one thread each would leave a core idle whenever the harmonizer waits
+    (docs/performance.md has the measurement).
+
+    Example:
+        >>> cpu_threads(2, 1), cpu_threads(16, 4), cpu_threads(1, 1)
+        (2, 4, 1)
+    """
+    return max(1, int(cpus) // max(1, max_actors))
 
 
 def plan_conversion(options: Any, cpus: float, gpus: float = 0.0, capacity: GpuCapacity | None = None,
@@ -131,12 +148,13 @@ def plan_conversion(options: Any, cpus: float, gpus: float = 0.0, capacity: GpuC
         fit_now = max(1, math.floor(cpus / (2 * actor_cpus)))
     harmonizer = _pool(options.harmonizer_actors, pool_max, actor_cpus, per_actor, fit_now)
     segmenter = _pool(options.segmenter_actors, pool_max, actor_cpus, per_actor, fit_now)
+    threads = options.threads or (None if use_gpu else cpu_threads(cpus, segmenter.max_actors))
     batch = options.batch_slices if options.batch_slices else (None if use_gpu else DEFAULT_CPU_BATCH)
-    channels_last = options.channels_last if options.channels_last is not None else use_gpu
+    channels_last = options.channels_last if options.channels_last is not None else (True if use_gpu else None)
     return ConversionPlan(
         use_gpu=use_gpu, device=None if use_gpu else "cpu", cpus=cpus, gpus=capacity, harmonizer=harmonizer,
-        segmenter=segmenter, batch_slices=batch, threads=options.threads,
-        precision=precision if use_gpu or precision != "auto" else "fp32", channels_last=channels_last,
+        segmenter=segmenter, batch_slices=batch, threads=threads,
+        precision=precision, channels_last=channels_last,
         compile=bool(options.compile),
         task_cpus=options.task_cpus, task_concurrency=options.task_concurrency or max(1, int(cpus)),
         tasks_in_flight_per_actor=options.tasks_in_flight_per_actor or 2,
@@ -156,7 +174,7 @@ def stage_resources(options: Any, cpus: float, gpus: float) -> dict[str, Any]:
         "harmonizer": (plan.harmonizer.min_actors, plan.harmonizer.max_actors),
         "segmenter": (plan.segmenter.min_actors, plan.segmenter.max_actors),
         "device": plan.device,
-        "predictor": {**plan.predictor_kwargs(), "batch_slices": plan.batch_slices},
+        "predictor": {**plan.predictor_kwargs(), "batch_slices": plan.batch_slices, "threads": plan.threads},
     }
 
 
