@@ -84,6 +84,7 @@ class ConvertOptions:
     tasks_in_flight_per_actor: int | None = None  # None: Ray Data's default (2)
     wait_for_actors_s: int | None = None  # block until the pools' minimum actors are up (None: don't)
     threshold: float = 0.5
+    segment_original: bool = True  # False (convert --no-original-mask): the harmonized series' mask only
     policies: Policies = dataclasses.field(default_factory=Policies)  # tilted / gapped / unknown series
     limit: int | None = None  # convert at most this many pending series
     progress_interval_s: float = 5.0
@@ -159,7 +160,8 @@ def build_dataset(items, harmonizer, segmenter, out: Path, options: ConvertOptio
     )
     ds = ds.map_batches(
         segmenter_cls or SegmenterPredictor, fn_constructor_args=(segmenter,),
-        fn_constructor_kwargs={**common, "threshold": options.threshold},
+        fn_constructor_kwargs={**common, "threshold": options.threshold,
+                               "segment_original": options.segment_original},
         compute=ray.data.ActorPoolStrategy(min_size=plan["segmenter"][0], max_size=plan["segmenter"][1],
                                            max_tasks_in_flight_per_actor=options.tasks_in_flight_per_actor),
         batch_size=1, batch_format="numpy", **plan["remote"],

@@ -223,15 +223,17 @@ class SegmenterPredictor(_SlicePredictor):
 
     Both volumes of a series go through the network in the same slice batches. A row passed through
     unchanged (``harmonizer_action`` "passthrough") is segmented once: its harmonized mask is a copy of
-    its original mask. Adds ``mask_original``, ``mask_harmonized``, ``seconds_segment``,
-    ``segmenter_name``, ``segmenter_version``.
+    its original mask. With ``segment_original=False`` a harmonized row's original is not segmented (half
+    the segmenter's work): its ``mask_original`` is empty. Adds ``mask_original``, ``mask_harmonized``,
+    ``seconds_segment``, ``segmenter_name``, ``segmenter_version``.
     """
 
     kind = "segmenter"
 
-    def __init__(self, model: Any, *, threshold: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, model: Any, *, threshold: float = 0.5, segment_original: bool = True, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.threshold = threshold
+        self.segment_original = segment_original
 
     def __call__(self, batch: Batch) -> Batch:
         status, reason = self._statuses(batch)
@@ -248,11 +250,13 @@ class SegmenterPredictor(_SlicePredictor):
                     passthrough = actions[i] == PASSTHROUGH
                     if "hu_harmonized" in batch and not passthrough:
                         stacked.append(np.asarray(batch["hu_harmonized"][i], dtype=np.float32))
+                    skip = not self.segment_original and len(stacked) > 1  # the harmonized mask only
+                    stacked = stacked[1:] if skip else stacked
                     direction = batch["direction"][i] if "direction" in batch else None
                     prob = self.predict(np.concatenate(stacked, axis=0), direction=direction)
                     masks = (prob >= self.threshold).astype(np.uint8)
-                    mask_o = masks[: volume.shape[0]]
-                    mask_h = masks[volume.shape[0] :] if len(stacked) > 1 else empty
+                    mask_o = empty if skip else masks[: volume.shape[0]]
+                    mask_h = masks[-volume.shape[0] :] if skip or len(stacked) > 1 else empty
                     if passthrough and "hu_harmonized" in batch:  # the same volume: the same mask
                         mask_h = mask_o.copy()
                 except Exception as err:  # noqa: BLE001 - one bad series never stops the job
