@@ -18,7 +18,7 @@ and the real Siemens series (JPEG 2000, ``data/real/siemens-abdomen-ct``) — on
 
     .venv/bin/python bench/bench_convert.py                          # defaults (precision auto)
     .venv/bin/python bench/bench_convert.py --baseline    # and the pre-bf16 defaults (fp32, NCHW, 1 thread)
-    .venv/bin/python bench/bench_convert.py --predictors-only        # GPU check: predictors, no Ray
+    .venv/bin/python bench/bench_convert.py --predictors-only    # forward per precision and layout, no Ray
 
 The models have the shipped specs' shapes (``--spec`` harmonizer, liver-unet): a fresh harmonizer that changes
 HU by tens, a segmenter fitted for a few epochs on the phantom (:func:`build_models`); ``--harmonizer`` and
@@ -236,10 +236,9 @@ def network_rates(batches, run: tuple, bare: dict[str, float]) -> str:
 
 
 def bench_archive(label: str, catalog: Path, out: Path, models: tuple[str, str], options, args,
-                  bare_of: dict) -> None:
-    """Convert ``catalog`` end to end and print its figures against the bare forward of its pixels.
-
-    ``bare_of`` caches the bare forward by pixel source (the JPEG 2000 copy has the uncompressed pixels).
+                  seen: set) -> None:
+    """Convert ``catalog`` end to end and print its figures against the bare forward of its pixels, timed
+    just before (a shared machine's speed drifts). Network rates and agreement once per pixels in ``seen``.
     """
     import torch
 
@@ -252,11 +251,10 @@ def bench_archive(label: str, catalog: Path, out: Path, models: tuple[str, str],
     layout = run[0].model.net.head.weight.is_contiguous(memory_format=torch.channels_last)
     print(f"\n## {label}: {len(batches)} series, {slices} slices of {shape}; precision {run[0].amp}, "
           f"channels-last {layout}")
-    source = (label.split(",")[0], run[0].amp, layout, options.threads)  # same pixels, same forward
-    fresh = source not in bare_of
-    if fresh:
-        bare_of[source] = bare_forward(batches, *run)
-    bare = bare_of[source]
+    source = (label.split(",")[0], run[0].amp, layout)  # the JPEG 2000 copy has the uncompressed pixels
+    fresh = source not in seen
+    seen.add(source)
+    bare = bare_forward(batches, *run)
     bare_s = sum(bare.values())
     with PeakMemory() as peak:
         start = time.perf_counter()
@@ -284,36 +282,43 @@ def bench_archive(label: str, catalog: Path, out: Path, models: tuple[str, str],
               f"{agree['liver_fraction_original']:.3f})")
 
 
-def predictors_on_device(size: int = 512, slices: int = 64) -> None:
-    """Predictor figures on the device present (GPU when there is one): slices/s fp32 vs mixed precision."""
+def predictors_on_device(size: int = 512) -> None:
+    """Each shipped network's forward on this machine's device, per precision and layout: slices/s, GFLOP/s."""
     import torch
 
     from ctharmony.infer.predictors import HarmonizerPredictor, SegmenterPredictor
     from ctharmony.models import build
 
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    slices = 64 if cuda else 16
     volume = np.random.default_rng(0).normal(60, 80, (slices, size, size)).astype(np.float32)
-    print(f"# device: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
+    print(f"# {time.strftime('%Y-%m-%d')}; device: {torch.cuda.get_device_name() if cuda else cpu_name()}, "
+          f"{torch.get_num_threads()} threads; {slices} slices of {size}x{size}, batches of 8")
     for spec, cls in (("paper", HarmonizerPredictor), ("cpu-small", HarmonizerPredictor),
                       ("liver-unet", SegmenterPredictor)):
         model = build(spec)
+        flops = forward_flops(model.to(device).eval(), size, device)
         outputs = {}
-        for amp in ("fp32", "auto"):
-            predictor = cls(model, amp=amp, batch_slices=16)
-            predictor.predict(volume[:16])  # warm-up
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+        for precision, layout in (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)):
+            predictor = cls(model, device=str(device), amp=precision, channels_last=layout, batch_slices=8)
+            predictor.predict(volume[:8])  # warm-up
             start = time.perf_counter()
-            outputs[amp] = predictor.predict(volume)
+            outputs[precision, layout] = predictor.predict(volume)
+            if cuda:
+                torch.cuda.synchronize()
             rate = slices / (time.perf_counter() - start)
-            print(f"{spec:>10} {size}x{size} {amp:<5} ({predictor.amp}) {rate:8.1f} slices/s")
-        diff = np.abs(outputs["auto"] - outputs["fp32"])
-        print(f"{spec:>10} auto vs fp32: max |diff| {diff.max():.3g}, mean {diff.mean():.3g}")
+            name = f"{precision} {'channels-last' if layout else 'NCHW'}"
+            print(f"{spec:>10} {name:<18} {rate:7.2f} slices/s {rate * flops / 1e9:7.0f} GFLOP/s "
+                  f"({flops / 1e9:.1f} GFLOP/slice)")
+        diff = np.abs(outputs["bf16", True] - outputs["fp32", False])
+        print(f"{spec:>10} bf16 channels-last vs fp32 NCHW: max |diff| {diff.max():.3g}, mean {diff.mean():.3g}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--predictors-only", action="store_true",
-                        help="only time the predictors on this machine's device (GPU check), no Ray")
+                        help="only the networks' forward per precision and layout on this device, no Ray")
     parser.add_argument("--spec", default="cpu-small", help="harmonizer spec (fresh weights)")
     parser.add_argument("--harmonizer", help="a saved harmonizer instead of a fresh --spec one")
     parser.add_argument("--segmenter", help="a saved segmenter instead of a fresh liver-unet")
@@ -364,10 +369,10 @@ def main() -> None:
         archives.insert(1, (archives[0][0] + ", pre-bf16 defaults", archives[0][1], before))
     if args.real:
         archives.append((f"real {Path(args.real).name}, JPEG 2000", Path(args.real), options))
-    bare_of: dict = {}
+    seen: set = set()
     for i, (label, folder, chosen) in enumerate(archives):
         catalog = catalog_of(folder, tmp / f"catalog-{i}.parquet") if i else catalog
-        bench_archive(label, catalog, tmp / f"out-{i}", (harmonizer, segmenter), chosen, args, bare_of)
+        bench_archive(label, catalog, tmp / f"out-{i}", (harmonizer, segmenter), chosen, args, seen)
     print(f"\n# load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     shutil.rmtree(tmp, ignore_errors=True)
 
