@@ -291,7 +291,7 @@ def predictors_on_device(size: int = 512) -> None:
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    slices = 64 if cuda else 16
+    slices = 64 if cuda else 8
     volume = np.random.default_rng(0).normal(60, 80, (slices, size, size)).astype(np.float32)
     print(f"# {time.strftime('%Y-%m-%d')}; device: {torch.cuda.get_device_name() if cuda else cpu_name()}, "
           f"{torch.get_num_threads()} threads; {slices} slices of {size}x{size}, batches of 8")
