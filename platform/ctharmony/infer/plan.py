@@ -7,10 +7,10 @@ worker, and the pools grow up to what the GPU node types can bring.
 
 - GPU: each actor asks ``gpus_per_actor`` GPUs (0.5: a harmonizer and a segmenter share a GPU) and
   ``actor_cpus`` CPUs (1); each pool grows from 1 to ``max_gpus / (2 * gpus_per_actor)`` actors.
-- CPU: each actor asks ``actor_cpus`` (0.5, headroom for the read/write tasks: a pool holding every
-  CPU deadlocks the job); each pool grows from 1 to ``cpus // 4`` actors, each running ``cpus / max
-  actors`` torch threads (:func:`cpu_threads`), and precision and layout are the actor's choice
-  (:mod:`ctharmony.infer.cpu_precision`).
+- CPU: one pool of actors runs both networks (``stages_in_one_actor``); each actor asks ``actor_cpus``
+  (0.5, headroom for the read/write tasks: a pool holding every CPU deadlocks the job) and runs ``cpus /
+  max actors`` torch threads (:func:`cpu_threads`); the pool grows from 1 to ``cpus // 4`` actors.
+  Precision and layout are each actor's choice (:mod:`ctharmony.infer.cpu_precision`).
 
 Example:
     >>> from ctharmony.gpu_capacity import GpuCapacity
@@ -64,6 +64,7 @@ class ConversionPlan:
     precision: str  # "auto" on CPU: each actor decides for its own CPU (ctharmony.infer.cpu_precision)
     channels_last: bool | None  # None: each actor decides (on CUDA; on CPU for ctharmony's networks)
     compile: bool
+    stages_in_one_actor: bool  # one pool runs harmonizer and segmenter (its bounds: ``harmonizer``)
     task_cpus: float
     task_concurrency: int
     tasks_in_flight_per_actor: int
@@ -74,7 +75,9 @@ class ConversionPlan:
 
     def as_dict(self) -> dict[str, Any]:
         pools = {}
-        for name, pool in (("harmonizer", self.harmonizer), ("segmenter", self.segmenter)):
+        named = ((("harmonize_and_segment", self.harmonizer),) if self.stages_in_one_actor
+                 else (("harmonizer", self.harmonizer), ("segmenter", self.segmenter)))
+        for name, pool in named:
             pools[name] = {**dataclasses.asdict(pool), "series_in_flight": pool.max_actors
                            * self.tasks_in_flight_per_actor}  # fmt: skip
         per_gpu = round(1 / self.harmonizer.num_gpus, 3) if self.harmonizer.num_gpus else 0
@@ -89,6 +92,7 @@ class ConversionPlan:
             "precision": self.precision,
             "channels_last": "auto" if self.channels_last is None else self.channels_last,
             "compile": self.compile,
+            "stages_in_one_actor": self.stages_in_one_actor,
             "read_write_tasks": {"num_cpus": self.task_cpus, "concurrency": self.task_concurrency},
         }
 
@@ -106,10 +110,8 @@ def _pool(bounds: tuple[int, int] | None, default_max: int, cpus: float, gpus: f
 def cpu_threads(cpus: float, max_actors: int) -> int:
     """Torch threads per CPU actor: the cluster's cores over a pool's largest size (at least 1).
 
-    Both pools get that many, more threads than cores when both work at once: the segmenter does about
-    85 % of the work (two passes of a heavier network), so the harmonizer mostly waits and the segmenter
-    gets the cores; one thread each would leave a core idle whenever the harmonizer waits
-    (docs/performance.md has the measurement).
+    On CPU one actor runs both networks one after the other on these threads, as the bare forward does
+    (docs/performance.md has the measurements).
 
     Example:
         >>> cpu_threads(2, 1), cpu_threads(16, 4), cpu_threads(1, 1)
@@ -148,7 +150,7 @@ def plan_conversion(options: Any, cpus: float, gpus: float = 0.0, capacity: GpuC
         fit_now = max(1, math.floor(cpus / (2 * actor_cpus)))
     harmonizer = _pool(options.harmonizer_actors, pool_max, actor_cpus, per_actor, fit_now)
     segmenter = _pool(options.segmenter_actors, pool_max, actor_cpus, per_actor, fit_now)
-    threads = options.threads or (None if use_gpu else cpu_threads(cpus, segmenter.max_actors))
+    threads = options.threads or (None if use_gpu else cpu_threads(cpus, harmonizer.max_actors))
     batch = options.batch_slices if options.batch_slices else (None if use_gpu else DEFAULT_CPU_BATCH)
     channels_last = options.channels_last if options.channels_last is not None else (True if use_gpu else None)
     return ConversionPlan(
@@ -156,6 +158,7 @@ def plan_conversion(options: Any, cpus: float, gpus: float = 0.0, capacity: GpuC
         segmenter=segmenter, batch_slices=batch, threads=threads,
         precision=precision, channels_last=channels_last,
         compile=bool(options.compile),
+        stages_in_one_actor=not use_gpu if options.stages_in_one_actor is None else options.stages_in_one_actor,
         task_cpus=options.task_cpus, task_concurrency=options.task_concurrency or max(1, int(cpus)),
         tasks_in_flight_per_actor=options.tasks_in_flight_per_actor or 2,
     )  # fmt: skip
