@@ -17,7 +17,7 @@ and the real Siemens series (JPEG 2000, ``data/real/siemens-abdomen-ct``) — on
 - the machine: CPU, cores, native bf16, fp32 and bf16 matmul peaks (GFLOP/s) for context.
 
     .venv/bin/python bench/bench_convert.py                          # defaults (precision auto)
-    .venv/bin/python bench/bench_convert.py --baseline    # and the pre-bf16 defaults (fp32, NCHW, 1 thread)
+    .venv/bin/python bench/bench_convert.py --baseline    # and the previous defaults (fp32, NCHW, 2 pools)
     .venv/bin/python bench/bench_convert.py --predictors-only    # forward per precision and layout, no Ray
 
 The models have the shipped specs' shapes (``--spec`` harmonizer, liver-unet): a fresh harmonizer that changes
@@ -330,8 +330,8 @@ def main() -> None:
     parser.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--threads", type=int, help="torch threads per actor (default: convert's)")
     parser.add_argument("--baseline", action="store_true",
-                        help="also convert the uncompressed phantom with the pre-bf16 defaults (fp32, NCHW, "
-                             "1 thread per actor), in this run")
+                        help="also convert the uncompressed phantom as before this change (fp32, NCHW, "
+                             "a pool per network, 1 thread per actor), in this run")
     parser.add_argument("--fit-epochs", type=int, default=2, help="epochs fitting the fresh segmenter")
     parser.add_argument("--agree-slices", type=int, default=4, help="slices a series for the fp32 check (0: skip)")
     args = parser.parse_args()
@@ -365,7 +365,8 @@ def main() -> None:
     harmonizer, segmenter = build_models(tmp, args, catalog, phantom["uncompressed"].parent / "masks")
     archives = [(f"phantom {args.size}x{args.size}, {name}", folder, options) for name, folder in phantom.items()]
     if args.baseline:
-        before = ConvertOptions(precision="fp32", channels_last=False, threads=1, progress_interval_s=60)
+        before = ConvertOptions(precision="fp32", channels_last=False, threads=1, stages_in_one_actor=False,
+                                progress_interval_s=60)
         archives.insert(1, (archives[0][0] + ", pre-bf16 defaults", archives[0][1], before))
     if args.real:
         archives.append((f"real {Path(args.real).name}, JPEG 2000", Path(args.real), options))
