@@ -257,7 +257,7 @@ def bench_archive(label: str, catalog: Path, out: Path, models: tuple[str, str],
     bare = bare_forward(batches, *run)
     bare_s = sum(bare.values())
     with PeakMemory() as peak:
-        start = time.perf_counter()
+        start, wall_start = time.perf_counter(), time.time()
         results = convert_archive(catalog, *models, out, options=options)
         e2e_s = time.perf_counter() - start
     assert (results["status"] == "done").all(), results["reason"].tolist()
@@ -266,6 +266,11 @@ def bench_archive(label: str, catalog: Path, out: Path, models: tuple[str, str],
     print(f"bare forward, same models:      {bare_rate:6.2f} slices/s ({bare_s:.1f} s: harmonize "
           f"{bare['harmonize']:.1f} s, segment {bare['segment']:.1f} s)")
     print(f"ratio end-to-end / bare:        {e2e_rate / bare_rate:6.3f}  (target >= 0.85)")
+    if len(results) > 2:  # from the first series written to the last: start-up and pipeline fill left out
+        written = sorted((Path(r.output_dir).parent / "result.json").stat().st_mtime for r in results.itertuples())
+        steady = slices * (len(results) - 1) / len(results) / max(written[-1] - written[0], 1e-9)
+        print(f"steady state (first to last series written): {steady:.2f} slices/s, ratio {steady / bare_rate:.3f};"
+              f" start-up and fill until the first: {written[0] - wall_start:.1f} s")
     stage = {s: results[f"seconds_{s}"].sum() / slices for s in STAGES}
     print("pipeline seconds per slice:     " + ", ".join(f"{s} {v:.3f}" for s, v in stage.items()))
     print(f"bare seconds per slice:         harmonize {bare['harmonize'] / slices:.3f}, "
