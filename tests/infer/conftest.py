@@ -56,3 +56,30 @@ def subset_catalog(phantom_catalog):
         return out
 
     return make
+
+
+@pytest.fixture
+def convert_options_of(monkeypatch, tmp_path):
+    """``ctharmony convert`` with extra flags -> the ConvertOptions it would run (convert_archive stubbed)."""
+    from typer.testing import CliRunner
+
+    import ctharmony.infer.pipeline as pipeline
+    from ctharmony.cli import app
+    from ctharmony.infer.resume import OutputBusyError
+
+    seen = []
+
+    def fake_convert(catalog, harmonizer, segmenter, out, *, address=None, options=None):
+        seen.append(options)
+        raise OutputBusyError("stop here: the options are all this test needs")
+
+    monkeypatch.setattr(pipeline, "convert_archive", fake_convert)
+    monkeypatch.setattr("ctharmony.cli.convert.preflight", lambda check: ("h", "s"))
+
+    def run(*flags: str):
+        result = CliRunner().invoke(app, ["convert", "--catalog", "c", "--harmonizer", "h", "--segmenter", "s",
+                                          "--out", str(tmp_path), *flags])
+        assert result.exit_code == 2, result.output
+        return seen[-1]
+
+    return run

@@ -128,7 +128,7 @@ def test_predictor_constructor_applies_the_settings(tmp_path):
     from ctharmony.models.io import save_model
 
     path = save_model(harmonizer_with_residual(), tmp_path / "h")
-    plain = HarmonizerPredictor(str(path), device="cpu")
+    plain = HarmonizerPredictor(str(path), device="cpu", amp="fp32", channels_last=False)  # auto: cpu_precision
     assert plain.amp == "fp32" and plain.batch_slices is None
     weight = plain.model.net.head.weight
     assert not weight.is_contiguous(memory_format=torch.channels_last)

@@ -30,7 +30,7 @@ CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
 
 def test_gpus_present_give_gpu_pools_sharing_each_gpu():
     plan = plan_conversion(ConvertOptions(), cpus=16, capacity=GpuCapacity(4, 4, "present"))
-    assert plan.use_gpu and plan.device is None
+    assert plan.use_gpu and plan.device is None and not plan.stages_in_one_actor  # a pool per network
     for pool in (plan.harmonizer, plan.segmenter):
         assert pool.num_gpus == 0.5 and pool.num_cpus == 1.0
         assert (pool.min_actors, pool.max_actors, pool.actors_now) == (1, 4, 4)  # a pair per GPU
@@ -41,9 +41,15 @@ def test_gpus_present_give_gpu_pools_sharing_each_gpu():
 
 def test_cpu_only_cluster_falls_back_to_cpu_pools():
     plan = plan_conversion(ConvertOptions(), cpus=16, capacity=GpuCapacity(0, 0, "none"))
-    assert not plan.use_gpu and plan.device == "cpu" and plan.precision == "fp32"
+    assert not plan.use_gpu and plan.device == "cpu" and plan.precision == "auto"  # each actor's CPU decides
     assert plan.harmonizer.remote_args() == {"num_cpus": 0.5}  # headroom for read/write tasks
-    assert plan.harmonizer.max_actors == 4 and plan.batch_slices == 8 and not plan.channels_last
+    assert plan.harmonizer.max_actors == 4 and plan.batch_slices == 8 and plan.channels_last is None
+    assert plan.threads == 4 and plan.as_dict()["channels_last"] == "auto"  # 16 cores over 4 actors
+    assert plan.stages_in_one_actor and not plan_conversion(ConvertOptions(stages_in_one_actor=False), cpus=16,
+                                                            capacity=GpuCapacity(0, 0, "none")).stages_in_one_actor
+    small = plan_conversion(ConvertOptions(), cpus=2, capacity=GpuCapacity(0, 0, "none"))
+    assert small.harmonizer.max_actors == 1 and small.threads == 2  # both cores for each actor
+    assert plan_conversion(ConvertOptions(threads=1), cpus=2, capacity=GpuCapacity(0, 0, "none")).threads == 1
 
 
 def test_autoscalable_gpus_are_planned_before_they_exist():
@@ -172,9 +178,12 @@ def test_cpu_only_cluster_plans_and_runs_cpu_actors(cpu_cluster, tmp_path):
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert plan["device"] == "cpu" and plan["cluster"]["gpus_max"] == 0
-    assert plan["pools"]["harmonizer"]["num_gpus"] == 0 and plan["pools"]["segmenter"]["num_cpus"] == 0.5
+    assert plan["stages_in_one_actor"] and list(plan["pools"]) == ["harmonize_and_segment"]
+    assert plan["pools"]["harmonize_and_segment"]["num_gpus"] == 0
+    assert plan["pools"]["harmonize_and_segment"]["num_cpus"] == 0.5
     actors = _run_pipeline(tmp_path, ConvertOptions())
     assert {a["kind"] for a in actors} == {"harmonizer", "segmenter"}
+    assert len({a["pid"] for a in actors}) == 1  # both models in one actor
     assert all(a["gpu_ids"] == [] and a["device"] == "cpu" and a["batch_slices"] == 8 for a in actors)
 
 

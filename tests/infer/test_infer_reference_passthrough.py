@@ -89,27 +89,10 @@ def test_options_default_to_passing_the_reference_protocol_through():
     assert ConvertOptions(reference_protocol="M60").passthrough_protocol == "M60"
 
 
-def test_the_cli_flag_turns_the_passthrough_off(monkeypatch, tmp_path):
+def test_the_cli_flag_turns_the_passthrough_off(convert_options_of):
     """``convert --harmonize-reference`` (and the job script, which runs the same command) reach the options."""
-    from typer.testing import CliRunner
-
-    import ctharmony.infer.pipeline as pipeline
-    from ctharmony.cli import app
-    from ctharmony.infer.resume import OutputBusyError
-
-    seen = []
-
-    def fake_convert(catalog, harmonizer, segmenter, out, *, address=None, options=None):
-        seen.append(options)
-        raise OutputBusyError("stop here: the options are all this test needs")
-
-    monkeypatch.setattr(pipeline, "convert_archive", fake_convert)
-    monkeypatch.setattr("ctharmony.cli.convert.preflight", lambda check: ("h", "s"))
-    for flags, expected in (([], True), (["--harmonize-reference"], False)):
-        result = CliRunner().invoke(app, ["convert", "--catalog", "c", "--harmonizer", "h", "--segmenter", "s",
-                                          "--out", str(tmp_path), *flags])
-        assert result.exit_code == 2, result.output
-        assert seen[-1].reference_passthrough is expected
+    assert convert_options_of().reference_passthrough is True
+    assert convert_options_of("--harmonize-reference").reference_passthrough is False
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,11 @@ def convert(
                                                          "CPU).")] = None,
     batch_slices: Annotated[int | None, typer.Option(help="Slices per forward pass (default: from free GPU "
                                                      "memory; 8 on CPU).")] = None,
-    precision: Annotated[str, typer.Option(help="auto (bf16 where supported, else fp16; fp32 on CPU), bf16, "
-                                           "fp16 or fp32.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (GPU: bf16 where supported, else fp16; CPU: bf16 where "
+                                           "the CPU has native bf16, else fp32), bf16, fp16 or fp32.")] = "auto",
+    original_mask: Annotated[bool, typer.Option("--original-mask/--no-original-mask", help="Also segment the "
+                                                "original series (--no-original-mask: the harmonized series' "
+                                                "mask only, half the segmenter's work).")] = True,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the models (eager if "
                                           "compiling fails).")] = False,
     tile: Annotated[int | None, typer.Option(help="Tile slices larger than this many pixels a side.")] = None,
@@ -70,7 +73,7 @@ def convert(
     options = ConvertOptions(batch_slices=batch_slices, tile=tile, threads=threads, limit=limit, use_gpu=gpu,
                              max_gpus=gpus, autoscaling_config=autoscaling_config, actor_cpus=cpus_per_actor,
                              precision=precision, compile=compile, policies=policies,
-                             reference_passthrough=not harmonize_reference,
+                             reference_passthrough=not harmonize_reference, segment_original=original_mask,
                              **({"gpus_per_actor": share} if share is not None else {}))  # fmt: skip
     if plan:
         from ctharmony.infer.plan import plan_for_cluster

@@ -115,7 +115,8 @@ def mask_table(results: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
         method = str(record.get("method") or "") or method_of(str(record["model_name"]), harmonizers)
         output_dir = record.get("output_dir", "") or ""
         base = {k: record[k] for k in keys} | {"output_dir": output_dir}
-        rows.append(base | {"method": ORIGINAL, "mask_path": record["mask_original_path"]})
+        if record["mask_original_path"]:  # absent when converted with --no-original-mask
+            rows.append(base | {"method": ORIGINAL, "mask_path": record["mask_original_path"]})
         rows.append(base | {"method": method, "mask_path": record["mask_harmonized_path"]})
         uris[method] = f"models:/{record['model_name']}/{record['model_version']}"
         if record.get("segmenter_name"):

@@ -6,6 +6,7 @@ One series per block, so each stage works (and fails) per series::
       .map(read_catalog_row)                     CPU tasks: DICOM -> HU volume + geometry
       .map_batches(HarmonizerPredictor, pool)    actors, model loaded once; 1/2 GPU each with GPUs
       .map_batches(SegmenterPredictor, pool)     original AND harmonized, in the same slice batches
+                                                 (on CPU one pool of HarmonizeAndSegment actors runs both)
       .map(write_converted_series)               CPU tasks: staged folder, renamed into place
     -> results rows streamed to the driver (progress) -> OUT/results.parquet
 
@@ -68,15 +69,16 @@ class ConvertOptions:
     batch_slices: int | None = None  # None: from free GPU memory on CUDA, 8 on CPU (ctharmony.infer.plan)
     tile: int | None = None
     overlap: int = 32
-    threads: int | None = None  # torch threads per actor (None: Ray's default for the actor's CPUs)
+    threads: int | None = None  # torch threads per actor (None: GPU Ray's default; CPU ctharmony.infer.plan's)
     use_gpu: bool | None = None  # None: when the cluster has or can get GPUs (ctharmony.gpu_capacity)
     actor_cpus: float | None = None  # None: 0.5 on CPU (headroom for tasks), 1 with GPUs
     gpus_per_actor: float = 0.5  # 0.5: a harmonizer and a segmenter actor share each GPU
     max_gpus: int | None = None  # hint: GPUs the cluster can have when no autoscaler config says so
     autoscaling_config: str | None = None  # a cluster.yaml to read GPU node types from
-    precision: str = "auto"  # auto (bf16 where supported, else fp16 on CUDA; fp32 on CPU), bf16, fp16, fp32
-    channels_last: bool | None = None  # None: on GPU
+    precision: str = "auto"  # auto (CUDA: bf16, else fp16; CPU: bf16 where native, else fp32), bf16, fp16, fp32
+    channels_last: bool | None = None  # None: on GPU, and on CPU for ctharmony's networks
     compile: bool = False  # torch.compile the models (falls back to eager when compiling fails)
+    stages_in_one_actor: bool | None = None  # None: on CPU (one pool runs both networks; its bounds: harmonizer_actors)
     harmonizer_actors: tuple[int, int] | None = None  # (min, max); None: from the cluster's size
     segmenter_actors: tuple[int, int] | None = None
     task_cpus: float = 0.25  # read and write tasks
@@ -84,6 +86,7 @@ class ConvertOptions:
     tasks_in_flight_per_actor: int | None = None  # None: Ray Data's default (2)
     wait_for_actors_s: int | None = None  # block until the pools' minimum actors are up (None: don't)
     threshold: float = 0.5
+    segment_original: bool = True  # False (convert --no-original-mask): the harmonized series' mask only
     policies: Policies = dataclasses.field(default_factory=Policies)  # tilted / gapped / unknown series
     limit: int | None = None  # convert at most this many pending series
     progress_interval_s: float = 5.0
@@ -143,24 +146,36 @@ def build_dataset(items, harmonizer, segmenter, out: Path, options: ConvertOptio
     import ray
 
     from ctharmony.infer.plan import stage_resources
-    from ctharmony.infer.predictors import HarmonizerPredictor, SegmenterPredictor
+    from ctharmony.infer.predictors import HarmonizeAndSegment, HarmonizerPredictor, SegmenterPredictor
 
     plan = stage_resources(options, cpus, gpus)  # the resource decision: ctharmony.infer.plan
-    common = {"tile": options.tile, "overlap": options.overlap, "threads": options.threads,
-              "device": plan["device"], **plan["predictor"]}
+    common = {"tile": options.tile, "overlap": options.overlap, "device": plan["device"], **plan["predictor"]}
     tasks = ray.data.TaskPoolStrategy(size=options.task_concurrency or max(1, int(cpus)))
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map(read_catalog_row, num_cpus=options.task_cpus, compute=tasks)
+    harmonizer_kwargs = {**common, "passthrough_protocol": options.passthrough_protocol}
+    segmenter_kwargs = {**common, "threshold": options.threshold, "segment_original": options.segment_original}
+    if plan["plan"].stages_in_one_actor:
+        ds = ds.map_batches(
+            HarmonizeAndSegment, fn_constructor_args=(harmonizer, segmenter),
+            fn_constructor_kwargs={"harmonizer_kwargs": harmonizer_kwargs, "segmenter_kwargs": segmenter_kwargs,
+                                   "harmonizer_cls": harmonizer_cls, "segmenter_cls": segmenter_cls},
+            compute=ray.data.ActorPoolStrategy(min_size=plan["harmonizer"][0], max_size=plan["harmonizer"][1],
+                                               max_tasks_in_flight_per_actor=options.tasks_in_flight_per_actor),
+            batch_size=1, batch_format="numpy", **plan["remote"],
+        )
+        return ds.map(write_converted_series, fn_kwargs={"out": str(out)}, num_cpus=options.task_cpus,
+                      compute=tasks)
     ds = ds.map_batches(
         harmonizer_cls or HarmonizerPredictor, fn_constructor_args=(harmonizer,),
-        fn_constructor_kwargs={**common, "passthrough_protocol": options.passthrough_protocol},
+        fn_constructor_kwargs=harmonizer_kwargs,
         compute=ray.data.ActorPoolStrategy(min_size=plan["harmonizer"][0], max_size=plan["harmonizer"][1],
                                            max_tasks_in_flight_per_actor=options.tasks_in_flight_per_actor),
         batch_size=1, batch_format="numpy", **plan["remote"],
     )
     ds = ds.map_batches(
         segmenter_cls or SegmenterPredictor, fn_constructor_args=(segmenter,),
-        fn_constructor_kwargs={**common, "threshold": options.threshold},
+        fn_constructor_kwargs=segmenter_kwargs,
         compute=ray.data.ActorPoolStrategy(min_size=plan["segmenter"][0], max_size=plan["segmenter"][1],
                                            max_tasks_in_flight_per_actor=options.tasks_in_flight_per_actor),
         batch_size=1, batch_format="numpy", **plan["remote"],

@@ -7,8 +7,10 @@ worker, and the pools grow up to what the GPU node types can bring.
 
 - GPU: each actor asks ``gpus_per_actor`` GPUs (0.5: a harmonizer and a segmenter share a GPU) and
   ``actor_cpus`` CPUs (1); each pool grows from 1 to ``max_gpus / (2 * gpus_per_actor)`` actors.
-- CPU: each actor asks ``actor_cpus`` (0.5, headroom for the read/write tasks: a pool holding every
-  CPU deadlocks the job); each pool grows from 1 to ``cpus // 4`` actors.
+- CPU: one pool of actors runs both networks (``stages_in_one_actor``); each actor asks ``actor_cpus``
+  (0.5, headroom for the read/write tasks: a pool holding every CPU deadlocks the job) and runs ``cpus /
+  max actors`` torch threads (:func:`cpu_threads`); the pool grows from 1 to ``cpus // 4`` actors.
+  Precision and layout are each actor's choice (:mod:`ctharmony.infer.cpu_precision`).
 
 Example:
     >>> from ctharmony.gpu_capacity import GpuCapacity
@@ -59,9 +61,10 @@ class ConversionPlan:
     segmenter: PoolPlan
     batch_slices: int | None  # None: from free GPU memory
     threads: int | None
-    precision: str
-    channels_last: bool
+    precision: str  # "auto" on CPU: each actor decides for its own CPU (ctharmony.infer.cpu_precision)
+    channels_last: bool | None  # None: each actor decides (on CUDA; on CPU for ctharmony's networks)
     compile: bool
+    stages_in_one_actor: bool  # one pool runs harmonizer and segmenter (its bounds: ``harmonizer``)
     task_cpus: float
     task_concurrency: int
     tasks_in_flight_per_actor: int
@@ -72,7 +75,9 @@ class ConversionPlan:
 
     def as_dict(self) -> dict[str, Any]:
         pools = {}
-        for name, pool in (("harmonizer", self.harmonizer), ("segmenter", self.segmenter)):
+        named = ((("harmonize_and_segment", self.harmonizer),) if self.stages_in_one_actor
+                 else (("harmonizer", self.harmonizer), ("segmenter", self.segmenter)))
+        for name, pool in named:
             pools[name] = {**dataclasses.asdict(pool), "series_in_flight": pool.max_actors
                            * self.tasks_in_flight_per_actor}  # fmt: skip
         per_gpu = round(1 / self.harmonizer.num_gpus, 3) if self.harmonizer.num_gpus else 0
@@ -85,8 +90,9 @@ class ConversionPlan:
             "batch_slices": self.batch_slices if self.batch_slices is not None else "auto (free GPU memory)",
             "threads_per_actor": self.threads,
             "precision": self.precision,
-            "channels_last": self.channels_last,
+            "channels_last": "auto" if self.channels_last is None else self.channels_last,
             "compile": self.compile,
+            "stages_in_one_actor": self.stages_in_one_actor,
             "read_write_tasks": {"num_cpus": self.task_cpus, "concurrency": self.task_concurrency},
         }
 
@@ -99,6 +105,19 @@ def _pool(bounds: tuple[int, int] | None, default_max: int, cpus: float, gpus: f
     if not 1 <= low <= high:
         raise ValueError(f"actor pool bounds must satisfy 1 <= min <= max, got ({low}, {high})")
     return PoolPlan(low, high, cpus, gpus, min(high, fit_now))
+
+
+def cpu_threads(cpus: float, max_actors: int) -> int:
+    """Torch threads per CPU actor: the cluster's cores over a pool's largest size (at least 1).
+
+    On CPU one actor runs both networks one after the other on these threads, as the bare forward does
+    (docs/performance.md has the measurements).
+
+    Example:
+        >>> cpu_threads(2, 1), cpu_threads(16, 4), cpu_threads(1, 1)
+        (2, 4, 1)
+    """
+    return max(1, int(cpus) // max(1, max_actors))
 
 
 def plan_conversion(options: Any, cpus: float, gpus: float = 0.0, capacity: GpuCapacity | None = None,
@@ -131,13 +150,15 @@ def plan_conversion(options: Any, cpus: float, gpus: float = 0.0, capacity: GpuC
         fit_now = max(1, math.floor(cpus / (2 * actor_cpus)))
     harmonizer = _pool(options.harmonizer_actors, pool_max, actor_cpus, per_actor, fit_now)
     segmenter = _pool(options.segmenter_actors, pool_max, actor_cpus, per_actor, fit_now)
+    threads = options.threads or (None if use_gpu else cpu_threads(cpus, harmonizer.max_actors))
     batch = options.batch_slices if options.batch_slices else (None if use_gpu else DEFAULT_CPU_BATCH)
-    channels_last = options.channels_last if options.channels_last is not None else use_gpu
+    channels_last = options.channels_last if options.channels_last is not None else (True if use_gpu else None)
     return ConversionPlan(
         use_gpu=use_gpu, device=None if use_gpu else "cpu", cpus=cpus, gpus=capacity, harmonizer=harmonizer,
-        segmenter=segmenter, batch_slices=batch, threads=options.threads,
-        precision=precision if use_gpu or precision != "auto" else "fp32", channels_last=channels_last,
+        segmenter=segmenter, batch_slices=batch, threads=threads,
+        precision=precision, channels_last=channels_last,
         compile=bool(options.compile),
+        stages_in_one_actor=not use_gpu if options.stages_in_one_actor is None else options.stages_in_one_actor,
         task_cpus=options.task_cpus, task_concurrency=options.task_concurrency or max(1, int(cpus)),
         tasks_in_flight_per_actor=options.tasks_in_flight_per_actor or 2,
     )  # fmt: skip
@@ -156,7 +177,7 @@ def stage_resources(options: Any, cpus: float, gpus: float) -> dict[str, Any]:
         "harmonizer": (plan.harmonizer.min_actors, plan.harmonizer.max_actors),
         "segmenter": (plan.segmenter.min_actors, plan.segmenter.max_actors),
         "device": plan.device,
-        "predictor": {**plan.predictor_kwargs(), "batch_slices": plan.batch_slices},
+        "predictor": {**plan.predictor_kwargs(), "batch_slices": plan.batch_slices, "threads": plan.threads},
     }
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ctharmony.archive.orientation import canonical_transform
+from ctharmony.infer.cpu_precision import cpu_auto_precision, tuned_network
 from ctharmony.infer.model_source import load_source, model_identity
 from ctharmony.infer.tiling import precision_name, predict_slices, prepare_model, select_device
 
@@ -69,7 +70,12 @@ def predict_volume(model: Any, volume: np.ndarray, device: Any) -> np.ndarray:
 
 
 class _SlicePredictor:
-    """Shared set-up: model loaded once, device, mixed precision, slice batches, tiling, threads."""
+    """Shared set-up: model loaded once, device, mixed precision, slice batches, tiling, threads.
+
+    ``amp`` None/"auto": bf16 (else fp16) on CUDA; on CPU :mod:`ctharmony.infer.cpu_precision` decides
+    (bf16 for ctharmony's networks where the CPU has native bf16). ``channels_last`` None: on CUDA, and on
+    CPU for ctharmony's networks.
+    """
 
     kind = "model"
 
@@ -93,10 +99,12 @@ class _SlicePredictor:
         self.device = select_device(device)
         loaded = load_source(model)  # once per actor
         self.name, self.version = model_identity(loaded, fallback=self.kind)
-        cuda = self.device.type == "cuda"
-        self.model = prepare_model(loaded, self.device, channels_last=cuda if channels_last is None else channels_last,
-                                   compile=compile)  # fmt: skip
-        self.amp = precision_name(amp, self.device)  # "bf16" / "fp16" / "fp32"
+        cpu_tuned = self.device.type == "cpu" and tuned_network(loaded)  # bf16 / channels-last where faster
+        if channels_last is None:
+            channels_last = self.device.type == "cuda" or cpu_tuned
+        self.model = prepare_model(loaded, self.device, channels_last=channels_last, compile=compile)
+        auto = amp in (None, True, "auto")
+        self.amp = cpu_auto_precision(loaded) if auto and cpu_tuned else precision_name(amp, self.device)
         self.batch_slices = batch_slices  # None: from free GPU memory (8 on CPU)
         self.tile = tile
         self.overlap = overlap
@@ -215,15 +223,17 @@ class SegmenterPredictor(_SlicePredictor):
 
     Both volumes of a series go through the network in the same slice batches. A row passed through
     unchanged (``harmonizer_action`` "passthrough") is segmented once: its harmonized mask is a copy of
-    its original mask. Adds ``mask_original``, ``mask_harmonized``, ``seconds_segment``,
-    ``segmenter_name``, ``segmenter_version``.
+    its original mask. With ``segment_original=False`` a harmonized row's original is not segmented (half
+    the segmenter's work): its ``mask_original`` is empty. Adds ``mask_original``, ``mask_harmonized``,
+    ``seconds_segment``, ``segmenter_name``, ``segmenter_version``.
     """
 
     kind = "segmenter"
 
-    def __init__(self, model: Any, *, threshold: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, model: Any, *, threshold: float = 0.5, segment_original: bool = True, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.threshold = threshold
+        self.segment_original = segment_original
 
     def __call__(self, batch: Batch) -> Batch:
         status, reason = self._statuses(batch)
@@ -240,11 +250,13 @@ class SegmenterPredictor(_SlicePredictor):
                     passthrough = actions[i] == PASSTHROUGH
                     if "hu_harmonized" in batch and not passthrough:
                         stacked.append(np.asarray(batch["hu_harmonized"][i], dtype=np.float32))
+                    skip = not self.segment_original and len(stacked) > 1  # the harmonized mask only
+                    stacked = stacked[1:] if skip else stacked
                     direction = batch["direction"][i] if "direction" in batch else None
                     prob = self.predict(np.concatenate(stacked, axis=0), direction=direction)
                     masks = (prob >= self.threshold).astype(np.uint8)
-                    mask_o = masks[: volume.shape[0]]
-                    mask_h = masks[volume.shape[0] :] if len(stacked) > 1 else empty
+                    mask_o = empty if skip else masks[: volume.shape[0]]
+                    mask_h = masks[-volume.shape[0] :] if skip or len(stacked) > 1 else empty
                     if passthrough and "hu_harmonized" in batch:  # the same volume: the same mask
                         mask_h = mask_o.copy()
                 except Exception as err:  # noqa: BLE001 - one bad series never stops the job
@@ -264,3 +276,21 @@ class SegmenterPredictor(_SlicePredictor):
             "status": np.asarray(status),
             "reason": np.asarray(reason),
         }
+
+
+class HarmonizeAndSegment:
+    """Both stages in one actor (the CPU plan): the harmonizer's rows go straight to the segmenter.
+
+    On a CPU both networks share the cores: one actor runs them one after the other on all its threads, as
+    the bare forward does, where two actors would split the cores between a segmenter doing most of the
+    work and a harmonizer mostly waiting for it; nor do the harmonized volumes cross the object store.
+    Adds what both predictors add.
+    """
+
+    def __init__(self, harmonizer: Any, segmenter: Any, *, harmonizer_kwargs: dict, segmenter_kwargs: dict,
+                 harmonizer_cls: type | None = None, segmenter_cls: type | None = None) -> None:
+        self.harmonize = (harmonizer_cls or HarmonizerPredictor)(harmonizer, **harmonizer_kwargs)
+        self.segment = (segmenter_cls or SegmenterPredictor)(segmenter, **segmenter_kwargs)
+
+    def __call__(self, batch: Batch) -> Batch:
+        return self.segment(self.harmonize(batch))

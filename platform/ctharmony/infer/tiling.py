@@ -9,7 +9,9 @@ On CUDA: mixed precision (``bf16`` where the GPU supports it, else ``fp16``, who
 fp32 if they overflow), channels-last weights and optional ``torch.compile`` (:func:`prepare_model`,
 falling back to eager when compiling fails), batches read from pinned host memory with asynchronous
 copies both ways (the host prepares batch i+1 while the GPU runs batch i), and a batch size chosen from
-free GPU memory (:func:`auto_batch_slices`). On CPU everything stays fp32 and plain unless asked.
+free GPU memory (:func:`auto_batch_slices`). On CPU the predictors choose bf16 and channels-last for
+ctharmony's networks where the CPU computes bf16 natively (:mod:`ctharmony.infer.cpu_precision`); the
+functions here run the precision they are given.
 
 Example:
     >>> import torch
@@ -83,7 +85,8 @@ def precision_name(amp: bool | str | None, device) -> str:
     """The precision a forward pass runs in: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
 
     ``None``/``True``/``"auto"``: bf16 on a CUDA device that supports it, fp16 on other CUDA devices,
-    fp32 on CPU. ``False``/``"fp32"``: fp32. ``"bf16"``/``"fp16"``: as asked (on CPU too, for tests).
+    fp32 on CPU (the predictors resolve a CPU's ``auto`` per model: :mod:`ctharmony.infer.cpu_precision`).
+    ``False``/``"fp32"``: fp32. ``"bf16"``/``"fp16"``: as asked (on CPU too).
     """
     import torch
 

@@ -151,25 +151,26 @@ def _write_outputs(row: dict[str, Any], record: dict[str, Any], staging: Path) -
                                  series_description=_passthrough_description(original) if passthrough else None)
     harmonized, output_uid = derived_volume(harmonized, [Path(f) for f in files])  # volume order
     algorithm = {"algorithm_name": record["segmenter_name"], "algorithm_version": record["segmenter_version"]}
-    with warnings.catch_warnings():  # highdicom's nag about one-component (pseudonymous) patient names
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
-        write_seg(mask_original, original, staging / "seg_original.dcm", **algorithm)
-        write_seg(mask_harmonized, harmonized, staging / "seg_harmonized.dcm", **algorithm)
+    masks = {"original": (mask_original, original), "harmonized": (mask_harmonized, harmonized)}
+    if not mask_original.size:  # convert --no-original-mask: the original was not segmented
+        del masks["original"]
     geometry = {"spacing": np.asarray(original.spacing, dtype=np.float64),
                 "origin": np.asarray(original.origin, dtype=np.float64), "direction": original.direction,
                 "positions": original.positions}
-    for name, mask in (("original", mask_original), ("harmonized", mask_harmonized)):
+    paths: dict[str, str] = {}
+    for name, (mask, volume) in masks.items():
+        with warnings.catch_warnings():  # highdicom's nag about one-component (pseudonymous) patient names
+            warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+            write_seg(mask, volume, staging / f"seg_{name}.dcm", **algorithm)
         np.savez_compressed(staging / f"mask_{name}.npz", mask=mask, **geometry)
-    # paths as they will be once the staging folder is renamed into place
+        # paths as they will be once the staging folder is renamed into place
+        paths.update({f"seg_{name}_path": str(staging / f"seg_{name}.dcm"),
+                      f"mask_{name}_path": str(staging / f"mask_{name}.npz"),
+                      f"liver_volume_ml_{name}": original.volume_ml(mask)})  # over the true slice planes
     record.update(
+        paths,
         output_series_uid=output_uid,
         output_dir=str(staging / "harmonized"),
-        seg_original_path=str(staging / "seg_original.dcm"),
-        seg_harmonized_path=str(staging / "seg_harmonized.dcm"),
-        mask_original_path=str(staging / "mask_original.npz"),
-        mask_harmonized_path=str(staging / "mask_harmonized.npz"),
-        liver_volume_ml_original=original.volume_ml(mask_original),  # over the true slice planes
-        liver_volume_ml_harmonized=original.volume_ml(mask_harmonized),
         slices=int(original.shape[0]),
         status="done",
         reason=rounding_note(original.hu) if passthrough else "",
