@@ -36,7 +36,8 @@ def test_exams_of_one_patient_are_resampled_together() -> None:
     grouped = bootstrap.interval(exams[:, None], bootstrap.draw(clusters, 1, B, seed=0))
     low, high = scipy_ci(exams.reshape(10, 3).mean(axis=1))  # equal clusters: the bootstrap of patient means
     width = high - low
-    assert grouped.ci_low == pytest.approx(low, abs=0.05 * width) and grouped.ci_high == pytest.approx(high, abs=0.05 * width)
+    assert grouped.ci_low == pytest.approx(low, abs=0.05 * width)
+    assert grouped.ci_high == pytest.approx(high, abs=0.05 * width)
     naive = bootstrap.interval(exams[:, None], bootstrap.draw([str(i) for i in range(30)], 1, B, seed=0))
     assert naive.ci_high - naive.ci_low < 0.7 * width  # treating copies as patients would overstate certainty
 
