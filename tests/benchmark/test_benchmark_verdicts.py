@@ -92,6 +92,9 @@ def test_mae_branch_and_reference_pass_through() -> None:
     assert "MAE ratio 0.6 [0.6, 0.6]" in by["GAN vs best baseline on M40"].detail
     assert by["reference passes unchanged: harmonized Dice"].verdict == "met"  # Dice vs ref 1.0 exactly
     assert by["reference passes unchanged: |volume difference| %"].verdict == "not met"  # 1 % off
+    noise = by["harmonized noise SD within 15 % of the reference's"]
+    assert noise.verdict == "met" and noise.value == pytest.approx(1.0)  # 10 HU everywhere
+    assert by["harmonized NPS peak within 15 % of the reference's"].verdict == "not measured"
 
 
 def test_real_cases_are_resampled_as_patients() -> None:

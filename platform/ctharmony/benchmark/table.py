@@ -161,17 +161,16 @@ def _texture_targets(pooled: Pooled, cohort: str, reference: str) -> list[Target
     protocols = [str(p) for p in pooled.exams.loc[pooled.exams["cohort"] == cohort, "protocol"].unique()
                  if p != reference]
     for metric, label in (("noise_sd_hu", "noise SD"), ("nps_peak_lp_mm", "NPS peak")):
-        name = f"harmonized {label} within 15 % of the reference's"
+        name, threshold = f"harmonized {label} within 15 % of the reference's", "0.85-1.15 x"
         ratios = {p: r for p in protocols
                   if np.isfinite((r := pooled.ratio(cohort, (p, HARMONIZED), (reference, ORIGINAL), metric))[0])}
         if not ratios:
-            out.append(Target(name, cohort, None, "<= 0.15", NOT_MEASURED, "not measured (no true masks)"))
+            out.append(Target(name, cohort, None, threshold, NOT_MEASURED, "not measured (no true masks)"))
             continue
         protocol, (ratio, low, high) = max(ratios.items(), key=lambda item: abs(item[1][0] - 1.0))
         inside = all(0.85 <= r[1] and r[2] <= 1.15 for r in ratios.values())
         outside = low > 1.15 or high < 0.85
-        result = MET if inside else NOT_MET if outside else UNDECIDED
-        out.append(Target(name, cohort, _number(abs(ratio - 1.0)), "<= 0.15", result,
-                          f"largest deviation: {protocol} at {ratio:.2f} [{low:.2f}, {high:.2f}] x the reference's",
-                          _number(low), _number(high)))
+        out.append(Target(name, cohort, _number(ratio), threshold, MET if inside else NOT_MET if outside else UNDECIDED,
+                          f"ratio to the original {reference}'s; largest deviation: {protocol} (met: every protocol's "
+                          "CI inside the band)", _number(low), _number(high)))
     return out
