@@ -6,7 +6,7 @@ Stages (each a real component, as in ``make demo``), under the plan's pinned pse
    cohort (:meth:`BenchmarkPlan.subsets`; real anatomy: one per real case), projection-domain
    (:mod:`ctharmony.simulate`), with the noise-free truth images and true masks;
 2. catalog: each archive's header-only catalog; the test archives' catalogs are joined into one;
-3. baselines fitted once (they draw nothing at random); then per training seed the segmenter (M80 only)
+3. baselines fitted once (their voxel sample has a fixed seed); then per training seed the segmenter (M80 only)
    and the harmonizer (two-stage GAN, Ray Train DDP) with ``train.seed`` = the seed, all on the
    training archive only: nothing is tuned on a test cohort;
 4. convert: per seed, the joined test catalog once per method (GAN, histogram matching, linear
