@@ -82,16 +82,12 @@ DEMO_SALT = "ctharmony-default-salt-v1"
 
 def run_demo(out: Path, plan: DemoPlan | None = None) -> DemoOutcome:
     """Run every stage of the main job under ``out`` and return where the results are."""
-    from ctharmony.salt import SALT_ENV
+    from ctharmony.salt import SALT_ENV, pinned_salt
 
-    pinned = SALT_ENV not in os.environ
-    if pinned:
-        os.environ[SALT_ENV] = DEMO_SALT  # inherited by the Ray workers and the job's local head
-    try:
+    if SALT_ENV in os.environ:  # the user's salt wins
         return _run_demo(out, plan)
-    finally:
-        if pinned:
-            os.environ.pop(SALT_ENV, None)
+    with pinned_salt(DEMO_SALT):  # inherited by the Ray workers and the job's local head
+        return _run_demo(out, plan)
 
 
 def _run_demo(out: Path, plan: DemoPlan | None) -> DemoOutcome:

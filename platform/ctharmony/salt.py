@@ -9,11 +9,13 @@ driver first. The keys themselves are :func:`ctharmony.archive.pseudonym.patient
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from ctharmony.config import data_home
@@ -99,3 +101,25 @@ def salt_source() -> str:
         return f"${SALT_ENV}"
     path = salt_path()
     return f"{path}" if path.exists() else f"{path} (generated on first use)"
+
+
+@contextlib.contextmanager
+def pinned_salt(salt: str) -> Iterator[None]:
+    """Use ``salt`` (as ``$CTHARMONY_PSEUDONYM_SALT``, which Ray workers started meanwhile inherit) inside the
+    block, whatever the data home holds; the variable's previous state comes back afterwards.
+
+    For archives with no real patient (simulations), whose keys and train/validation splits must be the same
+    on every machine. Example:
+        >>> with pinned_salt("fixed"):
+        ...     pseudonym_salt()
+        'fixed'
+    """
+    previous = os.environ.get(SALT_ENV)
+    os.environ[SALT_ENV] = salt
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(SALT_ENV, None)
+        else:
+            os.environ[SALT_ENV] = previous

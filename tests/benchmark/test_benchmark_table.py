@@ -1,18 +1,15 @@
-"""The benchmark's table, targets, report and MLflow run, from cohort summaries made by the evaluate code."""
+"""One seed's benchmark table, from cohort summaries made by the evaluate code."""
 
 from __future__ import annotations
 
 import json
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
-from ctharmony import tracking
-from ctharmony.benchmark.plan import REAL, SYNTHETIC, UNSEEN, BenchmarkPlan
-from ctharmony.benchmark.report import benchmark_metrics, log_benchmark, write_benchmark_report
-from ctharmony.benchmark.table import check_targets, subset_table, worst_protocol
+from ctharmony.benchmark.plan import SYNTHETIC, UNSEEN
+from ctharmony.benchmark.table import subset_table, worst_protocol
 from ctharmony.evaluate.cohort import summarize
 
 METHODS = ("original", "harmonized", "histogram-matching", "linear-recalibration")
@@ -37,6 +34,7 @@ def exams(dice: dict[tuple[str, str], list[float]], mae: dict[tuple[str, str], l
 
 def cohort_table(harmonized_m40: list[float], linear_m40: list[float], reference: list[float],
                  mae: dict | None = None) -> dict:
+    """A three-exam cohort's table: M40 as given, FBP and M80 fixed."""
     dice = {("M40", "original"): [0.05, 0.1, 0.08], ("M40", "harmonized"): harmonized_m40,
             ("M40", "linear-recalibration"): linear_m40, ("M40", "histogram-matching"): [0.5, 0.6, 0.55],
             ("FBP", "original"): [0.9, 0.92, 0.91], ("FBP", "harmonized"): [0.97, 0.96, 0.98],
@@ -57,72 +55,26 @@ def test_table_holds_the_cohort_means_per_protocol_and_method() -> None:
     json.dumps(table)  # plain JSON
 
 
-def test_targets_follow_the_issue_thresholds() -> None:
-    good = cohort_table([0.95, 0.96, 0.97], [0.80, 0.85, 0.90], [1.0, 1.0, 1.0])
-    close = cohort_table([0.90, 0.91, 0.92], [0.88, 0.89, 0.90], [0.99, 0.98, 0.99],
-                         mae={("M40", "harmonized"): [6.0, 6.0, 6.0], ("M40", "linear-recalibration"): [10.0] * 3,
-                              ("M40", "histogram-matching"): [12.0] * 3})
-    targets = check_targets({SYNTHETIC: good, REAL: close, UNSEEN: close}, "M80", real=REAL, unseen=UNSEEN,
-                            synthetic=SYNTHETIC)
-    by = {(t.subset, t.name): t for t in targets}
-    assert by[(SYNTHETIC, "reference passes unchanged: harmonized Dice")].met is True
-    assert by[(REAL, "reference passes unchanged: harmonized Dice")].met is False
-    gan = by[(SYNTHETIC, "GAN vs best baseline on the hardest protocol")]
-    assert gan.met is True and gan.value == pytest.approx(0.96 - 0.85, abs=1e-3)
-    close_gan = by[(REAL, "GAN vs best baseline on the hardest protocol")]  # +0.02 Dice, but MAE 6 / 10 = 0.6
-    assert close_gan.met is True and "MAE ratio to the best baseline 0.6" in close_gan.detail
-    assert by[(REAL, "harmonized worst-protocol Dice")].met is False  # 0.91 < 0.93
-    assert by[(UNSEEN, "harmonized worst-protocol Dice")].met is True  # 0.91 >= 0.90
-    texture = by[(SYNTHETIC, "harmonized noise SD within 15 % of the reference's")]
-    assert texture.met is None and texture.value is None  # not measured: said so, never counted as met
+def test_radiomics_reproducibility_reaches_benchmark_json_report_and_metrics() -> None:
+    """Each seed's cohort-level share of reproducible features, averaged over seeds with their range."""
+    from ctharmony.benchmark.report import benchmark_metrics, radiomics_markdown
+    from ctharmony.benchmark.run import radiomics_document, radiomics_shares
 
+    def summary(gan: float) -> pd.DataFrame:
+        return pd.DataFrame({"protocol": ["M40", "M40"], "method": ["original", "harmonized"],
+                             "radiomics_reproducible": [0.10, gan], "radiomics_reproducible_truth": [0.0, gan / 2]})
 
-def test_report_and_mlflow_run_carry_every_figure(tmp_path) -> None:
-    table = cohort_table([0.95, 0.96, 0.97], [0.80, 0.85, 0.90], [1.0, 1.0, 1.0])
-    targets = check_targets({SYNTHETIC: table}, "M80", real=REAL, unseen=UNSEEN, synthetic=SYNTHETIC)
-    document = {
-        "plan": {k: str(v) for k, v in vars(BenchmarkPlan()).items()} | {"train_sites": ["a", "b"],
-                                                                         "train_patients": 2, "size": 64,
-                                                                         "slices": 4},
-        "reference_protocol": "M80", "models": {"segmenter": "runs:/x/model"},
-        "subsets": {SYNTHETIC: {"description": "d", "sites": ["a"], "anatomy": "phantom", "exams": 3,
-                                "report": "reports/synthetic", "table": table}},
-        "targets": [t.__dict__ for t in targets], "seconds": {"simulate": 10.0, "convert": 5.0},
-    }
-    report = write_benchmark_report(document, tmp_path / "benchmark.md").read_text()
-    for protocol, methods in table.items():
-        for method in methods:
-            assert f"| {protocol} | {method} |" in report
-    assert "| GAN vs best baseline on the hardest protocol | synthetic |" in report and "total: 15 s" in report
-    (tmp_path / "benchmark.json").write_text(json.dumps(document))
-    run_id = log_benchmark(document, [tmp_path / "benchmark.json", tmp_path / "benchmark.md"], "bench-test")
-    tracking.configure()
-    run = mlflow.get_run(run_id)
-    expected = benchmark_metrics(document)
-    assert run.data.metrics["synthetic/dice/M40/harmonized"] == pytest.approx(0.96)
-    assert set(expected) <= set(run.data.metrics)
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
-    assert {"benchmark.json", "benchmark.md"} <= artifacts
-
-
-def test_radiomics_reproducibility_reaches_the_table_report_and_metrics(tmp_path) -> None:
-    from ctharmony.benchmark.report import subset_markdown
-    from ctharmony.evaluate import radiomics, reproducibility
-
-    names = radiomics.feature_names()
-    rng = np.random.default_rng(0)
-    reference = rng.normal(0.0, 1.0, (4, len(names)))
-    features = pd.DataFrame([{"exam": f"e{i}", "protocol": p, "method": m} | dict(zip(names, v[i], strict=True))
-                             for (p, m), v in {("M80", "original"): reference, ("M40", "harmonized"): reference * 1.01,
-                                               ("T80", "noise-free"): reference}.items() for i in range(4)])
-    dice = {("M40", "original"): [0.5] * 4, ("M40", "harmonized"): [0.9] * 4, ("M80", "harmonized"): [1.0] * 4}
-    summary = summarize(exams(dice)).merge(reproducibility.summarize(reproducibility.feature_ccc(features, "M80")),
-                                           on=["protocol", "method"], how="left")
-    table = subset_table(summary)
-    assert table["M40"]["harmonized"]["radiomics_reproducible"] == 1.0
-    assert table["M40"]["harmonized"]["radiomics_reproducible_truth"] == 1.0
-    assert table["M40"]["original"]["radiomics_reproducible"] is None  # no features for it: null, not 0
-    subset = {"description": "d", "sites": ["a"], "anatomy": "phantom", "exams": 4, "report": "r", "table": table}
-    assert "radiomics repro. vs ref" in "\n".join(subset_markdown(SYNTHETIC, subset))
-    document = {"subsets": {SYNTHETIC: subset}, "targets": [], "seconds": {}}
-    assert benchmark_metrics(document)[f"{SYNTHETIC}/radiomics_reproducible/M40/harmonized"] == 1.0
+    shares = pd.concat([radiomics_shares(summary(gan)).assign(seed=seed, archive=SYNTHETIC, cohort=SYNTHETIC)
+                        for seed, gan in ((0, 0.5), (1, 0.7))], ignore_index=True)
+    shares = pd.concat([shares, radiomics_shares(pd.DataFrame({"protocol": ["M40"], "method": ["linear"]}))
+                        .assign(seed=0, archive=UNSEEN, cohort=UNSEEN)], ignore_index=True)  # no features: absent
+    document = radiomics_document(shares)
+    gan = document[SYNTHETIC]["M40"]["harmonized"]
+    assert gan["radiomics_reproducible"] == {"mean": 0.6, "min": 0.5, "max": 0.7}
+    assert gan["radiomics_reproducible_truth"]["mean"] == pytest.approx(0.3)
+    assert UNSEEN not in document
+    text = "\n".join(radiomics_markdown(document))
+    assert "| synthetic | M40 | harmonized | 0.60 [0.50, 0.70] | 0.30 [0.25, 0.35] |" in text
+    metrics = benchmark_metrics({"subsets": {}, "comparisons": [], "targets": [], "seconds": {},
+                                 "radiomics": document})
+    assert metrics[f"{SYNTHETIC}/radiomics_reproducible/M40/harmonized"] == pytest.approx(0.6)

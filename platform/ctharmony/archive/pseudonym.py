@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 
-from ctharmony.salt import SALT_ENV, SaltError, pseudonym_salt, salt_path, salt_source
+from ctharmony.salt import SALT_ENV, SaltError, pinned_salt, pseudonym_salt, salt_path, salt_source
 
-__all__ = ["KEY_LENGTH", "SALT_ENV", "SaltError", "patient_key", "pseudonym_salt", "salt_path", "salt_source"]
+__all__ = ["KEY_LENGTH", "SALT_ENV", "SaltError", "patient_key", "pinned_salt", "pseudonym_salt", "salt_path",
+           "salt_source"]
 
 KEY_LENGTH = 24  # hex characters (96 bits)
 

@@ -1,13 +1,15 @@
 """``make benchmark``: where the GAN is worth training, measured on scanner-physics simulations.
 
-Train the segmenter and the harmonizer on simulated multi-site archives, then convert and evaluate
-three test cohorts through the same pipeline, with the baselines alongside (:mod:`.plan` names them):
-synthetic test patients, real anatomy, and a site no training saw. Writes ``benchmark.json``
-(subset x protocol x method x metric), ``benchmark.md`` and one MLflow run.
+Train the segmenter and the harmonizer on simulated multi-site archives once per training seed, then
+convert and evaluate three test cohorts through the same pipeline, with the baselines alongside
+(:mod:`.plan` names them): synthetic test patients, real anatomy, and a site no training saw. Writes
+``benchmark.json`` (cohort x protocol x method x metric as mean and 95 % CI over exams and seeds, paired
+GAN-vs-baseline differences, targets with three-way verdicts), ``benchmark.md`` and one MLflow run.
 
 Example::
 
-    outcome = run_benchmark(Path("benchmark-out"), BenchmarkPlan(real_series=Path("ct"), real_mask=Path("m.nii.gz")))
+    plan = BenchmarkPlan(real_cases=((Path("ct"), Path("ct-liver.nii.gz")),), seeds=(0, 1, 2))
+    outcome = run_benchmark(Path("benchmark-out"), plan)
     print(outcome.json_path)
 """
 

@@ -160,8 +160,19 @@ def build_trainer(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        dataset_config=deterministic_data_config(),
     )
+
+
+def deterministic_data_config() -> Any:
+    """Split ``train`` among the workers in the dataset's order (``preserve_order``: no locality or timing
+    decides which worker gets which study), so a seed gives the same shards on every run."""
+    import ray.train
+
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return ray.train.DataConfig(datasets_to_split=["train"], execution_options={"train": options},
+                                enable_shard_locality=False)
 
 
 @dataclasses.dataclass

@@ -85,7 +85,8 @@ def _load_rows(shard_name: str) -> list[dict[str, Any]]:
     import ray.train
 
     shard = ray.train.get_dataset_shard(shard_name)
-    return list(shard.iter_rows()) if shard is not None else []
+    rows = list(shard.iter_rows()) if shard is not None else []
+    return sorted(rows, key=lambda r: str(r["study_uid"]))  # the same order however the shard's blocks arrived
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
