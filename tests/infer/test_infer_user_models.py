@@ -121,7 +121,8 @@ def test_convert_and_evaluate_with_torchscript_and_onnx_segmenters(user_models, 
     from ctharmony.infer.pipeline import ConvertOptions, convert_archive
 
     catalog = subset_catalog(tmp_path / "catalog.parquet", ("M40", "M80"))
-    options = ConvertOptions(batch_slices=4, progress_interval_s=0)
+    # fp32 NCHW throughout, as the exports run (CPU auto gives ctharmony's own networks bf16 channels-last)
+    options = ConvertOptions(batch_slices=4, precision="fp32", channels_last=False, progress_interval_s=0)
     runs = {}
     for key in ("native", "torchscript", "onnx"):
         results = convert_archive(catalog, model_paths[0], user_models[key], tmp_path / key, options=options)
