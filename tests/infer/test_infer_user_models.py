@@ -86,7 +86,8 @@ def test_user_models_give_the_native_masks_on_a_batch(user_models):
     volume = rng.normal(60, 300, (5, 40, 52)).astype(np.float32)  # not a multiple of the U-Net's 8
     batch = {"series_key": np.array(["s"]), "hu": volume[None], "hu_harmonized": volume[None] + 30,
              "status": np.array(["ok"]), "reason": np.array([""])}
-    native = SegmenterPredictor(user_models["native"], device="cpu")(batch)
+    native = SegmenterPredictor(user_models["native"], device="cpu", amp="fp32", channels_last=False)(batch)  # as
+    # the exports run (CPU auto gives ctharmony's own networks bf16 channels-last: ctharmony.infer.cpu_precision)
     masks = native["mask_original"][0]
     assert 0.05 < masks.mean() < 0.95  # both liver and background: the comparison means something
     for key in ("torchscript", "onnx", "torchscript3d"):
@@ -120,7 +121,8 @@ def test_convert_and_evaluate_with_torchscript_and_onnx_segmenters(user_models, 
     from ctharmony.infer.pipeline import ConvertOptions, convert_archive
 
     catalog = subset_catalog(tmp_path / "catalog.parquet", ("M40", "M80"))
-    options = ConvertOptions(batch_slices=4, progress_interval_s=0)
+    # fp32 NCHW throughout, as the exports run (CPU auto gives ctharmony's own networks bf16 channels-last)
+    options = ConvertOptions(batch_slices=4, precision="fp32", channels_last=False, progress_interval_s=0)
     runs = {}
     for key in ("native", "torchscript", "onnx"):
         results = convert_archive(catalog, model_paths[0], user_models[key], tmp_path / key, options=options)
