@@ -213,7 +213,7 @@ def test_readme_is_a_short_guide_whose_links_resolve():
 
 
 def test_no_document_points_at_files_outside_the_repository():
-    """Users' clones hold no sibling shared folder nor PAPER.md: the paper's facts are docs/paper.md, the real cases data/real."""
+    """Users' clones hold no sibling shared folder nor PAPER.md: the paper is docs/paper.md, the cases data/real."""
     texts = [REPO / "README.md", REPO / "Makefile", *sorted((REPO / "docs").glob("*.md")),
              *sorted((REPO / "models").glob("*.md")), *sorted((REPO / "tests").rglob("*.py"))]
     offending = [str(p.relative_to(REPO)) for p in texts
