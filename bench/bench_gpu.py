@@ -129,8 +129,8 @@ def bench_decode(folder: Path, limit: int) -> dict:
 def bench_e2e(root: Path, archives: dict[str, Path], spec: str, forward_rate: float) -> dict:
     from ctharmony import cluster
     from ctharmony.archive import build_catalog
+    from ctharmony.infer.conversion_plan import plan_for_cluster
     from ctharmony.infer.pipeline import ConvertOptions, convert_archive
-    from ctharmony.infer.plan import plan_for_cluster
     from ctharmony.models.io import save_model
 
     torch.manual_seed(0)

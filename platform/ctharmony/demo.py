@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import os
 import time
 from collections.abc import Mapping
@@ -80,27 +81,40 @@ class DemoOutcome:
 DEMO_SALT = "ctharmony-default-salt-v1"
 
 
-def run_demo(out: Path, plan: DemoPlan | None = None) -> DemoOutcome:
-    """Run every stage of the main job under ``out`` and return where the results are."""
+JOURNAL = "stages.json"  # the finished stages, for --resume
+
+
+def run_demo(out: Path, plan: DemoPlan | None = None, *, resume: bool = False) -> DemoOutcome:
+    """Run every stage of the main job under ``out`` and return where the results are.
+
+    ``resume``: take the stages ``out/stages.json`` records as finished (same plan) instead of running them
+    again (:func:`ctharmony.stages.run_stages`).
+    """
     from ctharmony.salt import SALT_ENV, pinned_salt
 
     if SALT_ENV in os.environ:  # the user's salt wins
-        return _run_demo(out, plan)
+        return _run_demo(out, plan, resume)
     with pinned_salt(DEMO_SALT):  # inherited by the Ray workers and the job's local head
-        return _run_demo(out, plan)
+        return _run_demo(out, plan, resume)
 
 
-def _run_demo(out: Path, plan: DemoPlan | None) -> DemoOutcome:
+def _run_demo(out: Path, plan: DemoPlan | None, resume: bool) -> DemoOutcome:
+    from ctharmony import cluster
+
     plan = plan or DemoPlan()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    run = run_stages(demo_stages(out, plan), log)
+    try:
+        run = run_stages(demo_stages(out, plan), log, journal=out / JOURNAL, resume=resume,
+                         fingerprint=dataclasses.asdict(plan))
+    finally:
+        cluster.shutdown()
     values = run.values
     evaluation = values["evaluate"]
     return DemoOutcome(
-        out=out, segmenter_uri=values["segmenter"].model_uri, harmonizer_uri=values["harmonizer"].model_uri,
-        results=values["convert (ray job submit)"], report=Path(evaluation.files.html), headline=evaluation.headline,
-        seconds=run.seconds,
+        out=out, segmenter_uri=values["segmenter"], harmonizer_uri=values["harmonizer"],
+        results=Path(values["convert (ray job submit)"]), report=Path(evaluation.files.html),
+        headline=evaluation.headline, seconds=run.seconds,
     )
 
 
@@ -139,43 +153,56 @@ def demo_stages(out: Path, plan: DemoPlan) -> list[Stage]:
                   for folder in (train_dir, test_dir)]
         return sum(int((frame["status"] == "ok").sum()) for frame in frames)
 
-    def convert(done: Mapping[str, Any]) -> Path:
+    def fit_segmenter(_: Mapping[str, Any]) -> Any:
+        cluster.connect()
+        return train_segmenter(train_catalog, train_dir / "masks", plan.segmenter_spec,
+                               overrides=list(plan.segmenter_overrides))
+
+    def fit_harmonizer(done: Mapping[str, Any]) -> Any:
+        cluster.connect()
+        return train(plan.harmonizer_spec, train_catalog, workers=plan.workers, name=f"demo-{int(time.time())}",
+                     overrides=[f"train.segmenter={done['segmenter']}", *plan.harmonizer_overrides])
+
+    def convert(done: Mapping[str, Any]) -> str:
         cluster.shutdown()  # the conversion runs on its own head, through `ray job submit`
         converted = out / "converted"
-        job_args = ["--catalog", str(test_catalog), "--harmonizer", done["harmonizer"].model_uri,
-                    "--segmenter", done["segmenter"].model_uri, "--out", str(converted)]
+        job_args = ["--catalog", str(test_catalog), "--harmonizer", done["harmonizer"],
+                    "--segmenter", done["segmenter"], "--out", str(converted)]
         code = run_job_on_local_head(job_args, num_cpus=2)
         if code != 0:
             raise RuntimeError(f"the conversion job failed (exit code {code}); see its log")
-        return converted / "results.parquet"
+        return str(converted / "results.parquet")
 
-    def convert_baselines(done: Mapping[str, Any]) -> list[Path]:
+    def convert_baselines(done: Mapping[str, Any]) -> list[str]:
         cluster.connect()
         paths = []
         for name, path in done["baselines (fit)"].items():
             target = out / f"converted-{name}"
-            convert_archive(test_catalog, str(path), done["segmenter"].model_uri, target)
-            paths.append(target / "results.parquet")
+            convert_archive(test_catalog, path, done["segmenter"], target)
+            paths.append(str(target / "results.parquet"))
         return paths
 
-    return [
-        Stage(plan.archive, archives, lambda n: f"{n} patients x 6 protocols"),
-        Stage("catalog", catalogs, lambda n: f"{n} series"),
-        Stage("segmenter", lambda _: train_segmenter(train_catalog, train_dir / "masks", plan.segmenter_spec,
-                                                     overrides=list(plan.segmenter_overrides)),
-              lambda s: f"validation Dice {s.metrics.get('val/dice', float('nan')):.3f}"),
-        Stage("harmonizer", lambda done: train(
-            plan.harmonizer_spec, train_catalog, workers=plan.workers, name=f"demo-{int(time.time())}",
-            overrides=[f"train.segmenter={done['segmenter'].model_uri}", *plan.harmonizer_overrides]),
-            _harmonizer_summary),
-        Stage("baselines (fit)", lambda _: fit_and_save_baselines(train_catalog, out / "baselines"),
-              lambda fitted: ", ".join(fitted)),
-        Stage("convert (ray job submit)", convert, _results_summary),
-        Stage("baselines (convert)", convert_baselines, lambda paths: f"{len(paths)} baselines"),
-        Stage("evaluate", lambda done: evaluate(
-            [done["convert (ray job submit)"], *done["baselines (convert)"]], out / "report",
+    def evaluate_all(done: Mapping[str, Any]) -> Any:
+        cluster.shutdown()  # the evaluation needs no cluster
+        return evaluate(
+            [Path(done["convert (ray job submit)"]), *map(Path, done["baselines (convert)"])], out / "report",
             truth=test_dir / "masks", truth_images=(test_dir / "truth") if plan.archive == "simulated" else None,
-            catalog=test_catalog), lambda ev: f"report {ev.files.html}"),
+            catalog=test_catalog)
+
+    model_uri = operator.attrgetter("model_uri")
+
+    return [
+        Stage(plan.archive, archives, lambda n: f"{n} patients x 6 protocols", resumable=True),
+        Stage("catalog", catalogs, lambda n: f"{n} series", resumable=True),
+        Stage("segmenter", fit_segmenter, lambda s: f"validation Dice {s.metrics.get('val/dice', float('nan')):.3f}",
+              keep=model_uri, resumable=True),
+        Stage("harmonizer", fit_harmonizer, _harmonizer_summary, keep=model_uri, resumable=True),
+        Stage("baselines (fit)", lambda _: fit_and_save_baselines(train_catalog, out / "baselines"),
+              lambda fitted: ", ".join(fitted), keep=lambda fitted: {k: str(v) for k, v in fitted.items()},
+              resumable=True),
+        Stage("convert (ray job submit)", convert, _results_summary, resumable=True),
+        Stage("baselines (convert)", convert_baselines, lambda paths: f"{len(paths)} baselines", resumable=True),
+        Stage("evaluate", evaluate_all, lambda ev: f"report {ev.files.html}"),
     ]
 
 
@@ -186,7 +213,7 @@ def _harmonizer_summary(outcome: Any) -> str:
     return f"{len(outcome.history)} epochs" + (", validation " + ", ".join(shown) if shown else "")
 
 
-def _results_summary(results: Path) -> str:
+def _results_summary(results: str) -> str:
     import pandas as pd
 
     table = pd.read_parquet(results)

@@ -136,7 +136,7 @@ def test_outcome_report_mlflow_and_cli(tmp_path, monkeypatch) -> None:
     import ctharmony.benchmark
     from ctharmony.cli import app
 
-    monkeypatch.setattr(ctharmony.benchmark, "run_benchmark", lambda out, plan: BenchmarkOutcome(
+    monkeypatch.setattr(ctharmony.benchmark, "run_benchmark", lambda out, plan, resume: BenchmarkOutcome(
         outcome.out, outcome.json_path, outcome.report, outcome.run_id, document))
     printed = CliRunner().invoke(app, ["benchmark", "--out", str(tmp_path), "--seeds", "1"])
     assert printed.exit_code == 0, printed.output

@@ -102,3 +102,11 @@ def test_demo_command_keeps_the_terminal_to_stage_lines_and_the_table(tmp_path, 
     assert "Reporting training result" not in terminal and "Warning" not in terminal
     log = (out / "ctharmony.log").read_text(encoding="utf-8")
     assert "Reporting training result" in log and "ray job submit" in log and "== evaluate done in" in log
+
+    again = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600, check=False,
+                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    resumed = again.stdout + again.stderr
+    assert again.returncode == 0, resumed[-3000:]
+    assert sum("done earlier (resumed)" in line for line in resumed.splitlines()) == 7, resumed  # all but evaluate
+    table = [line for line in lines if line.startswith("| ")]
+    assert table and table == [line for line in resumed.splitlines() if line.startswith("| ")]

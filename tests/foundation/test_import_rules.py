@@ -4,7 +4,8 @@
 - ``archive`` and ``phantom`` (data in and out) import no model, training, inference or evaluation code;
 - ``infer`` imports nothing from ``evaluate``; ``evaluate`` nothing from ``train`` or ``infer``;
 - ``simulate``, ``baselines`` and ``loaders`` stay below training, inference and the workflows;
-- the infrastructure (``cluster``, ``config``, ``tracking``, ``console``, ``stages``...) imports no domain package,
+- the infrastructure (``cluster``, ``config``, ``tracking``, ``console``, ``stages``, ``resource_plan``...) imports
+  no domain package,
   and the archive never imports the cluster or MLflow layer;
 - no package imports the CLI (it is the top of the stack).
 """
@@ -34,9 +35,11 @@ FORBIDDEN = {
     "evaluate": {"train", "infer", *WORKFLOWS},
     "train": {"infer", *WORKFLOWS},
     "benchmark": {"demo", "cli"},
+    "demo": {"benchmark", "cli"},
+    "cli": set(),  # the top of the stack (nothing imports it: test_nothing_imports_the_cli)
     # the infrastructure layer (Ray connection, config, MLflow, terminal, stages) knows no domain package
     **{name: DOMAIN for name in ("cluster", "config", "tracking", "console", "stages", "net", "gpu_capacity",
-                                 "lazy")},
+                                 "resource_plan", "lazy", "salt")},
 }
 
 
@@ -72,6 +75,12 @@ def test_package_respects_its_layer(package):
         if bad:
             violations.append(f"{path.relative_to(PACKAGE)} imports {sorted(bad)}")
     assert not violations, "\n".join(violations)
+
+
+def test_every_package_and_module_has_a_rule():
+    found = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    found |= {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    assert found == set(FORBIDDEN), f"no layering rule for {sorted(found - set(FORBIDDEN))}"
 
 
 def test_nothing_imports_the_cli():

@@ -40,8 +40,8 @@ def test_cluster_yaml_passes_the_autoscaler_schema(autoscaler):
 def test_cluster_yaml_offers_gpu_workers_that_convert_plans_for():
     """GPU worker types start from zero, declare their GPUs, and a fresh cluster plans GPU actor pools."""
     from ctharmony.gpu_capacity import discover_gpu_capacity
+    from ctharmony.infer.conversion_plan import plan_conversion
     from ctharmony.infer.pipeline import ConvertOptions
-    from ctharmony.infer.plan import plan_conversion
     from ctharmony.train.launch import plan_workers
 
     config = yaml.safe_load(CLUSTER_YAML.read_text(encoding="utf-8"))

@@ -10,26 +10,29 @@ import pytest
 import torch
 
 from ctharmony.config import ConfigError
-from ctharmony.train.sweep.resources import plan_resources, release_orphaned_placement_groups
+from ctharmony.gpu_capacity import GpuCapacity
+from ctharmony.resource_plan import plan_trials
+from ctharmony.train.sweep.placement import release_orphaned_placement_groups
 
+CPUS_ONLY = GpuCapacity(0, 0, "none")
 FAST = ["train.epochs_stage1=1", "train.epochs_stage2=1", "train.patches_per_epoch=8", "train.patch_size=32",
         "train.batch_size=4", "train.val_slices=2"]  # fmt: skip
 
 
 def test_plan_fits_laptop_and_gpu_cluster():
-    laptop = plan_resources(2, 0, 2)  # 2 cores, 2 workers per trial: one trial at a time, no oversubscription
+    laptop = plan_trials(2, CPUS_ONLY, 2)  # 2 cores, 2 workers per trial: one trial at a time
     assert laptop.max_concurrent == 1 and laptop.resources_per_worker == {"CPU": 0.95} and not laptop.use_gpu
     assert 2 * 0.95 + laptop.driver["CPU"] <= 2
-    assert plan_resources(2, 0, 1).max_concurrent == 1
-    assert plan_resources(16, 0, 2).max_concurrent == 7  # 7 x (2 + 0.1) <= 16
-    assert plan_resources(16, 0, 2, trials=3).max_concurrent == 3
-    gpu = plan_resources(32, 8, 2)  # one trial per GPU group
+    assert plan_trials(2, CPUS_ONLY, 1).max_concurrent == 1
+    assert plan_trials(16, CPUS_ONLY, 2).max_concurrent == 7  # 7 x (2 + 0.1) <= 16
+    assert plan_trials(16, CPUS_ONLY, 2, trials=3).max_concurrent == 3
+    gpu = plan_trials(32, GpuCapacity(8, 8, "present"), 2)  # one trial per GPU group
     assert gpu.use_gpu and gpu.max_concurrent == 4 and gpu.resources_per_worker == {"CPU": 1.0, "GPU": 1.0}
-    assert plan_resources(2, 0, 4).resources_per_worker == {"CPU": 0.45}  # shared out, still one trial
+    assert plan_trials(2, CPUS_ONLY, 4).resources_per_worker == {"CPU": 0.45}  # shared out, one trial
     with pytest.raises(ConfigError, match="do not fit"):
-        plan_resources(2, 0, 2, cpus_per_worker=1.0)
+        plan_trials(2, CPUS_ONLY, 2, cpus_per_worker=1.0)
     with pytest.raises(ConfigError, match="needs 4 GPUs"):
-        plan_resources(16, 2, 4, use_gpu=True)
+        plan_trials(16, GpuCapacity(2, 2, "present"), 4, use_gpu=True)
 
 
 def test_placement_group_of_a_dead_actor_is_released_and_others_are_kept(ray_local):

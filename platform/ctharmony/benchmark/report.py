@@ -97,6 +97,33 @@ def comparisons_markdown(comparisons: Sequence[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+HEADLINE_PROTOCOLS = (("M40", "M40"), ("IR", "IR"), ("unknown", "sharp kernel"))
+HEADLINE_METHODS = ("original", "harmonized", "histogram-matching", "linear-recalibration")
+
+
+def headline_markdown(document: dict[str, Any]) -> list[str]:
+    """The short table README quotes: Dice vs truth per cohort on M40, IR and the unseen sharp kernel, and GAN
+    minus each baseline (paired, 95 % CI) with its verdict."""
+    lines = ["## Headline", "",
+             "Liver Dice against the truth (mean over exams and seeds), and GAN minus each baseline, paired by exam "
+             "and seed, mean [95 % CI] and verdict.", "",
+             "| cohort, protocol | original | GAN | histogram | linear | GAN − histogram | GAN − linear |",
+             "|---|---:|---:|---:|---:|---|---|"]
+    differences = {(c["cohort"], c["protocol"], c["baseline"]): c["dice_truth"] for c in document["comparisons"]}
+    for cohort, subset in document["subsets"].items():
+        for protocol, label in HEADLINE_PROTOCOLS:
+            methods = subset["table"].get(protocol)
+            if not methods:
+                continue
+            means = [_num((methods.get(m, {}).get("dice_truth") or {}).get("mean"), 3) for m in HEADLINE_METHODS]
+            gaps = []
+            for baseline in HEADLINE_METHODS[2:]:
+                d = differences.get((cohort, protocol, baseline))
+                gaps.append("–" if not d or d.get("mean") is None else f"{ci_text(d, 3, True)} {d['verdict']}")
+            lines.append(f"| {cohort}, {label} | " + " | ".join(means) + " | " + " | ".join(gaps) + " |")
+    return [*lines, ""]
+
+
 def radiomics_markdown(radiomics: dict[str, Any]) -> list[str]:
     """Share of the 82 IBSI liver features reproducible (Lin's CCC >= 0.85) per cohort, protocol and method."""
     if not radiomics:
@@ -127,7 +154,8 @@ def write_benchmark_report(document: dict[str, Any], path: Path) -> Path:
              f"({', '.join(map(str, plan['seeds']))}: one segmenter and one harmonizer each); reference protocol "
              f"{document['reference_protocol']}. Methods: original (no conversion), harmonized (the GAN), "
              "histogram-matching and linear-recalibration baselines, all through the same conversion pipeline.",
-             "", HOW, "", *targets_markdown(document["targets"]), *comparisons_markdown(document["comparisons"])]
+             "", HOW, "", *headline_markdown(document), *targets_markdown(document["targets"]),
+             *comparisons_markdown(document["comparisons"])]
     for name, subset in document["subsets"].items():
         lines += subset_markdown(name, subset)
     lines += radiomics_markdown(document.get("radiomics", {}))

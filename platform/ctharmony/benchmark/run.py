@@ -27,7 +27,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import operator
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +39,10 @@ from ctharmony.benchmark.plan import REAL, SYNTHETIC, UNSEEN, BenchmarkPlan, Sub
 from ctharmony.benchmark.pooled import Pooled, exams_frame
 from ctharmony.benchmark.table import check_targets, subset_table
 from ctharmony.benchmark.verdicts import comparisons
-from ctharmony.stages import timed_stage
+from ctharmony.stages import Stage, run_stages
 
 log = logging.getLogger("ctharmony.benchmark")
-METHOD_FILES = {"harmonized": "converted-gan", "histogram": "converted-histogram", "linear": "converted-linear"}
+JOURNAL = "stages.json"  # the finished stages, for --resume
 
 
 @dataclasses.dataclass
@@ -84,85 +86,139 @@ def split_results(results: Path, studies: dict[str, set[str]]) -> dict[str, Path
     return out
 
 
-def run_benchmark(out: Path, plan: BenchmarkPlan | None = None) -> BenchmarkOutcome:
-    """Run every stage under ``out``; write ``benchmark.json`` and ``benchmark.md``; log them to MLflow."""
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """A method the test archives are converted with, per training seed: its name in the tables, the folder
+    its conversion goes to, and which finished stage holds its model (``model(values, seed)``)."""
+
+    method: str
+    folder: str
+    model: Callable[[Mapping[str, Any], int], str]
+
+
+def _baseline(name: str) -> Callable[[Mapping[str, Any], int], str]:
+    return lambda done, seed: done["baselines (fit)"][name]
+
+
+# The methods compared, in the tables' order. A new arm (e.g. a harmonizer trained another way) is one more
+# entry here, plus the stage that trains its model in :func:`seed_stages`.
+ARMS = (
+    Arm("harmonized", "converted-gan", lambda done, seed: done[f"harmonizer (seed {seed})"]),
+    Arm("histogram", "converted-histogram", _baseline("histogram")),
+    Arm("linear", "converted-linear", _baseline("linear")),
+)
+
+
+def run_benchmark(out: Path, plan: BenchmarkPlan | None = None, *, resume: bool = False) -> BenchmarkOutcome:
+    """Run every stage under ``out``; write ``benchmark.json`` and ``benchmark.md``; log them to MLflow.
+
+    ``resume``: take the stages ``out/stages.json`` records as finished (same plan) instead of running them
+    again (:func:`ctharmony.stages.run_stages`).
+    """
+    from ctharmony import cluster
     from ctharmony.salt import pinned_salt
 
     plan = plan or BenchmarkPlan()
     if not plan.seeds:
         raise ValueError("the benchmark needs at least one training seed")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
     with pinned_salt(plan.salt):  # synthetic archives: the same patient keys, hence splits, in every data home
-        return _run(Path(out).resolve(), plan)
+        try:
+            run = run_stages(benchmark_stages(out, plan), log, journal=out / JOURNAL, resume=resume,
+                             fingerprint=_plan_json(plan))
+        finally:
+            cluster.shutdown()
+        tables, radiomics = run.values["evaluate"]
+        models = {seed: seed_models(run.values, seed) for seed in plan.seeds}
+        return write_outcome(out, plan, plan.subsets(), tables, models, run.seconds, radiomics)
 
 
-def _run(out: Path, plan: BenchmarkPlan) -> BenchmarkOutcome:
+def seed_models(done: Mapping[str, Any], seed: int) -> dict[str, str]:
+    """The models of one training seed: its segmenter, then each arm's model."""
+    return {"segmenter": done[f"segmenter (seed {seed})"], **{arm.method: arm.model(done, seed) for arm in ARMS}}
+
+
+def benchmark_stages(out: Path, plan: BenchmarkPlan) -> list[Stage]:
+    """The benchmark as stages: simulate, catalog, baselines, then per seed its models and conversions,
+    evaluate. Every stage but the evaluation is resumable."""
     from ctharmony import cluster
     from ctharmony.archive.catalog import build_catalog
     from ctharmony.baselines import fit_and_save_baselines
 
-    out.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
     subsets = plan.subsets()
     train_dir = out / "archive-train"
     test_dirs = {s.name: out / f"archive-{s.name}" for s in subsets}
+    train_catalog = train_dir / "catalog.parquet"
 
-    def simulate() -> dict[str, set[str]]:
+    def simulate(_: Mapping[str, Any]) -> dict[str, list[str]]:
         simulate_subset(train_dir, plan.training(), plan, plan.train_series)
-        return {s.name: set(simulate_subset(test_dirs[s.name], s, plan, plan.test_series)["study_uid"])
+        return {s.name: sorted(set(simulate_subset(test_dirs[s.name], s, plan, plan.test_series)["study_uid"]))
                 for s in subsets}
 
-    studies = timed_stage("simulate", seconds, simulate, log)
-    cluster.connect()
-    try:
-        def catalogs() -> Path:
-            for folder in (train_dir, *test_dirs.values()):
-                build_catalog(folder / "dicom", folder / "catalog.parquet", progress=False)
-            return join_catalogs([d / "catalog.parquet" for d in test_dirs.values()], out / "test-catalog.parquet")
+    def catalogs(_: Mapping[str, Any]) -> str:
+        cluster.connect()
+        for folder in (train_dir, *test_dirs.values()):
+            build_catalog(folder / "dicom", folder / "catalog.parquet", progress=False)
+        return str(join_catalogs([d / "catalog.parquet" for d in test_dirs.values()], out / "test-catalog.parquet"))
 
-        test_catalog = timed_stage("catalog", seconds, catalogs, log)
-        train_catalog = train_dir / "catalog.parquet"
-        baselines = timed_stage("baselines (fit)", seconds,
-                                lambda: fit_and_save_baselines(train_catalog, out / "baselines"), log)
-        models: dict[int, dict[str, str]] = {}
-        results: dict[int, dict[str, Path]] = {}
-        for seed in plan.seeds:
-            models[seed], results[seed] = train_and_convert(out / f"seed-{seed}", seed, plan, train_catalog,
-                                                            test_catalog, baselines, seconds)
-    finally:
-        cluster.shutdown()
+    def evaluate(done: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        cluster.shutdown()  # the evaluation needs no cluster: its memory goes back to the machine
+        results = {seed: {arm.method: Path(done[f"convert ({arm.method}, seed {seed})"]) for arm in ARMS}
+                   for seed in plan.seeds}
+        studies = {name: set(uids) for name, uids in done["simulate"].items()}
+        return evaluate_seeds(out, plan, subsets, test_dirs, studies, results, Path(done["catalog"]))
 
-    tables, radiomics = timed_stage("evaluate", seconds, lambda: evaluate_seeds(
-        out, plan, subsets, test_dirs, studies, results, test_catalog), log)
-    return write_outcome(out, plan, subsets, tables, models, seconds, radiomics)
+    stages = [
+        Stage("simulate", simulate, lambda studies: f"{sum(map(len, studies.values()))} test studies",
+              resumable=True),
+        Stage("catalog", catalogs, resumable=True),
+        Stage("baselines (fit)", lambda _: fit_and_save_baselines(train_catalog, out / "baselines"),
+              lambda fitted: ", ".join(fitted), keep=lambda fitted: {k: str(v) for k, v in fitted.items()},
+              resumable=True),
+    ]
+    for seed in plan.seeds:
+        stages += seed_stages(out / f"seed-{seed}", seed, plan, train_catalog)
+    return [*stages, Stage("evaluate", evaluate)]
 
 
-def train_and_convert(folder: Path, seed: int, plan: BenchmarkPlan, train_catalog: Path, test_catalog: Path,
-                      baselines: dict[str, Path], seconds: dict[str, float]) -> tuple[dict[str, str], dict[str, Path]]:
-    """One training seed: its segmenter and harmonizer, then the test catalog converted by every method."""
+def seed_stages(folder: Path, seed: int, plan: BenchmarkPlan, train_catalog: Path) -> list[Stage]:
+    """One training seed: its segmenter and harmonizer, then the test catalog converted by every arm."""
+    from ctharmony import cluster
     from ctharmony.infer.pipeline import convert_archive
     from ctharmony.train.launch import train
     from ctharmony.train.segmenter import train_segmenter
 
     seeded = f"train.seed={seed}"
-    segmenter = timed_stage(f"segmenter (seed {seed})", seconds, lambda: train_segmenter(
-        train_catalog, train_catalog.parent / "masks", plan.segmenter_spec,
-        overrides=[*plan.segmenter_overrides, seeded], register=False, experiment=plan.experiment), log)
-    harmonizer = timed_stage(f"harmonizer (seed {seed})", seconds, lambda: train(
-        plan.harmonizer_spec, train_catalog, workers=plan.workers, name=f"benchmark-{int(time.time())}-seed{seed}",
-        overrides=[f"train.segmenter={segmenter.model_uri}", *plan.harmonizer_overrides, seeded], register=False,
-        experiment=plan.experiment), log)
-    models = {"segmenter": segmenter.model_uri, "harmonized": harmonizer.model_uri,
-              **{k: str(v) for k, v in baselines.items()}}
-    results = {}
-    for method, model in models.items():
-        if method == "segmenter":
-            continue
-        target = folder / METHOD_FILES[method]
-        timed_stage(f"convert ({method}, seed {seed})", seconds,
-                    lambda model=model, target=target: convert_archive(test_catalog, model, segmenter.model_uri,
-                                                                       target), log)
-        results[method] = target / "results.parquet"
-    return models, results
+    segmenter = f"segmenter (seed {seed})"
+
+    def fit_segmenter(_: Mapping[str, Any]) -> Any:
+        cluster.connect()
+        return train_segmenter(train_catalog, train_catalog.parent / "masks", plan.segmenter_spec,
+                               overrides=[*plan.segmenter_overrides, seeded], register=False,
+                               experiment=plan.experiment)
+
+    def fit_harmonizer(done: Mapping[str, Any]) -> Any:
+        cluster.connect()
+        return train(plan.harmonizer_spec, train_catalog, workers=plan.workers,
+                     name=f"benchmark-{int(time.time())}-seed{seed}",
+                     overrides=[f"train.segmenter={done[segmenter]}", *plan.harmonizer_overrides, seeded],
+                     register=False, experiment=plan.experiment)
+
+    def converter(arm: Arm) -> Callable[[Mapping[str, Any]], str]:
+        def convert(done: Mapping[str, Any]) -> str:
+            cluster.connect()
+            target = folder / arm.folder
+            convert_archive(Path(done["catalog"]), arm.model(done, seed), done[segmenter], target)
+            return str(target / "results.parquet")
+        return convert
+
+    model_uri = operator.attrgetter("model_uri")
+    return [
+        Stage(segmenter, fit_segmenter, keep=model_uri, resumable=True),
+        Stage(f"harmonizer (seed {seed})", fit_harmonizer, keep=model_uri, resumable=True),
+        *(Stage(f"convert ({arm.method}, seed {seed})", converter(arm), resumable=True) for arm in ARMS),
+    ]
 
 
 def evaluate_seeds(out: Path, plan: BenchmarkPlan, subsets: list[Subset], test_dirs: dict[str, Path],

@@ -76,7 +76,7 @@ def convert(
                              reference_passthrough=not harmonize_reference, segment_original=original_mask,
                              **({"gpus_per_actor": share} if share is not None else {}))  # fmt: skip
     if plan:
-        from ctharmony.infer.plan import plan_for_cluster
+        from ctharmony.infer.conversion_plan import plan_for_cluster
 
         try:
             typer.echo(plan_for_cluster(options, address).to_json())

@@ -31,6 +31,8 @@ def demo(
     segmenter_set: Annotated[list[str] | None, typer.Option(
         "--segmenter-set", help="KEY=VALUE for the segmenter's spec, e.g. train.epochs_stage1=2. Repeatable.")]
     = None,
+    resume: Annotated[bool, typer.Option(help="Take the stages OUT/stages.json records as finished (same options) "
+                                              "instead of running them again.")] = False,
 ) -> None:
     """The main job on the embedded default: synthetic archive -> catalog -> training -> `ray job submit` -> report.
 
@@ -54,7 +56,7 @@ def demo(
 
     preflight(check)
     with quiet_job(out, "demo") as console:
-        outcome = run_demo(Path(out), plan)
+        outcome = run_demo(Path(out), plan, resume=resume)
         console.say("\n" + outcome.headline)
         console.say(f"\nReport:  {outcome.report}")
         console.say(f"Results: {outcome.results}")
@@ -86,6 +88,8 @@ def benchmark(
     harmonizer_set: Annotated[list[str] | None, typer.Option(
         "--harmonizer-set", help="KEY=VALUE for the harmonizer's spec (cpu-texture), e.g. loss.texture=0 "
         "train.epochs_stage2=2 for cpu-small, the paper's recipe. Repeatable.")] = None,
+    resume: Annotated[bool, typer.Option(help="Take the stages OUT/stages.json records as finished (same options) "
+                                              "instead of running them again.")] = False,
 ) -> None:
     """Where the GAN beats a linear map: train per seed on simulated sites, test synthetic / real anatomy / an
     unseen site; figures with 95 % CIs over exams and seeds, verdicts met / not met / undecided."""
@@ -108,7 +112,7 @@ def benchmark(
         real_cases=tuple((Path(s).resolve(), Path(m).resolve()) for s, m in zip(series, masks, strict=True)),
     )
     with quiet_job(out, "benchmark"):
-        outcome = run_benchmark(Path(out), plan)
+        outcome = run_benchmark(Path(out), plan, resume=resume)
     for target in outcome.document["targets"]:
         value = "-" if target["value"] is None else f"{target['value']:.4g}"
         ci = "" if target.get("ci_low") is None else f" [{target['ci_low']:.4g}, {target['ci_high']:.4g}]"

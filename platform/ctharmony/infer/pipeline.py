@@ -66,10 +66,10 @@ class ConvertOptions:
         ConvertOptions(reference_passthrough=False)                   # M80 is harmonized too
     """
 
-    batch_slices: int | None = None  # None: from free GPU memory on CUDA, 8 on CPU (ctharmony.infer.plan)
+    batch_slices: int | None = None  # None: from free GPU memory on CUDA, 8 on CPU (ctharmony.infer.conversion_plan)
     tile: int | None = None
     overlap: int = 32
-    threads: int | None = None  # torch threads per actor (None: GPU Ray's default; CPU ctharmony.infer.plan's)
+    threads: int | None = None  # torch threads per actor (None: Ray's default on GPU; on CPU the conversion plan's)
     use_gpu: bool | None = None  # None: when the cluster has or can get GPUs (ctharmony.gpu_capacity)
     actor_cpus: float | None = None  # None: 0.5 on CPU (headroom for tasks), 1 with GPUs
     gpus_per_actor: float = 0.5  # 0.5: a harmonizer and a segmenter actor share each GPU
@@ -145,10 +145,10 @@ def build_dataset(items, harmonizer, segmenter, out: Path, options: ConvertOptio
     """The lazy Ray Dataset of results rows (one per item)."""
     import ray
 
-    from ctharmony.infer.plan import stage_resources
+    from ctharmony.infer.conversion_plan import stage_resources
     from ctharmony.infer.predictors import HarmonizeAndSegment, HarmonizerPredictor, SegmenterPredictor
 
-    plan = stage_resources(options, cpus, gpus)  # the resource decision: ctharmony.infer.plan
+    plan = stage_resources(options, cpus, gpus)  # the resource decision: ctharmony.infer.conversion_plan
     common = {"tile": options.tile, "overlap": options.overlap, "device": plan["device"], **plan["predictor"]}
     tasks = ray.data.TaskPoolStrategy(size=options.task_concurrency or max(1, int(cpus)))
     ds = ray.data.from_items(items, override_num_blocks=len(items))

@@ -7,13 +7,11 @@ sharded over workers, ``val`` whole on each) -> ``TorchTrainer`` running
 :func:`ctharmony.train.loop.train_loop_per_worker` on N DDP workers. ``build_trainer`` is also what a
 Ray Tune function trainable calls (pass ``TuneReportCallback()`` in ``callbacks``).
 
-On GPUs each Train worker holds one GPU and DDP runs over NCCL (gloo on CPU); :func:`plan_workers`
-decides, from the GPUs the cluster has *or can get* (:mod:`ctharmony.gpu_capacity`), unless told.
+On GPUs each Train worker holds one GPU and DDP runs over NCCL (gloo on CPU);
+:func:`ctharmony.resource_plan.plan_workers` decides, from the GPUs the cluster has *or can get*
+(:mod:`ctharmony.gpu_capacity`), unless told.
 
 Example:
-    >>> plan_workers(2, GpuCapacity(0, 8, "cluster.yaml")).resources_per_worker
-    {'CPU': 1.0, 'GPU': 1.0}
-
     On a Ray cluster, with a catalog (not run as a doctest)::
 
         trainer = build_trainer("cpu-small", Path("catalog.parquet"), workers=2, use_gpu=False,
@@ -30,64 +28,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ctharmony.config import ConfigError, ModelSpec, data_home, to_dict
+from ctharmony.config import ModelSpec, data_home, to_dict
 from ctharmony.gpu_capacity import GpuCapacity
 from ctharmony.models.registry import load_spec
+from ctharmony.resource_plan import plan_workers
 from ctharmony.train.pair_report import PairPlan
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "ctharmony-train"
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerPlan:
-    """What each Ray Train worker asks for, and the DDP backend."""
-
-    workers: int
-    use_gpu: bool
-    resources_per_worker: dict[str, float]
-    backend: str  # "nccl" on GPUs, "gloo" on CPUs
-
-    def describe(self) -> str:
-        per = ", ".join(f"{v:g} {k}" for k, v in self.resources_per_worker.items())
-        return f"{self.workers} worker(s) x ({per}), {self.backend}"
-
-
-def plan_workers(
-    workers: int,
-    capacity: GpuCapacity,
-    *,
-    use_gpu: bool | None = None,
-    gpus_per_worker: float | None = None,
-    cpus_per_worker: float | None = None,
-) -> WorkerPlan:
-    """Resources of the DDP workers: GPUs when the cluster has or can get ``workers`` of them (or when told).
-
-    Args:
-        capacity: the GPUs the cluster has and can have.
-        use_gpu: force GPUs on or off (None: from ``capacity``).
-        gpus_per_worker: GPUs per worker (default 1; DDP over NCCL needs a whole GPU per worker, so a
-            fraction is accepted for a single worker only).
-        cpus_per_worker: CPUs per worker (default 1).
-    """
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}")
-    per_gpu = 1.0 if gpus_per_worker is None else float(gpus_per_worker)
-    if per_gpu <= 0:
-        raise ConfigError(f"--gpus-per-worker must be > 0, got {per_gpu:g}")
-    if per_gpu < 1 and workers > 1:
-        raise ConfigError(f"{workers} DDP workers need a whole GPU each (NCCL refuses two ranks on one GPU): "
-                          "use --gpus-per-worker 1 or --workers 1")
-    if use_gpu is None:
-        use_gpu = capacity.max >= workers * per_gpu - 1e-9
-        if not use_gpu and capacity.available:
-            log.warning("%d GPU worker(s) need %g GPUs, the cluster has %s: training on CPUs", workers,
-                        workers * per_gpu, capacity.describe())
-    cpus = 1.0 if cpus_per_worker is None else float(cpus_per_worker)
-    if cpus <= 0:
-        raise ConfigError(f"--cpus-per-worker must be > 0, got {cpus:g}")
-    resources = {"CPU": cpus, **({"GPU": per_gpu} if use_gpu else {})}
-    return WorkerPlan(workers, use_gpu, resources, "nccl" if use_gpu else "gloo")
 
 
 def segmenter_payload(uri: str | None) -> dict[str, Any] | None:
@@ -240,8 +188,8 @@ def train(
 
     Args:
         spec: spec name, YAML path or object; ``overrides`` (``key=value``) applied on top.
-        use_gpu, gpus_per_worker, cpus_per_worker: see :func:`plan_workers` (``use_gpu`` None: GPUs when
-            ``capacity``, the GPUs the cluster has or can get, holds one per worker).
+        use_gpu, gpus_per_worker, cpus_per_worker: see :func:`ctharmony.resource_plan.plan_workers`
+            (``use_gpu`` None: GPUs when ``capacity``, the GPUs the cluster has or can get, holds one per worker).
         resume: continue the newest run of this spec under ``storage_path`` (or ``name``).
         register: register the model as ``ctharmony-harmonizer``.
     """

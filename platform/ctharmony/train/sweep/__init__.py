@@ -3,7 +3,7 @@
 Modules, in the order a sweep uses them:
 
 - :mod:`~ctharmony.train.sweep.space`: the search space (``space.yaml``, or a user's YAML) for Tune;
-- :mod:`~ctharmony.train.sweep.resources`: trials and workers sized to the cluster;
+- :mod:`~ctharmony.train.sweep.placement`: the placement groups of stopped trials released;
 - :mod:`~ctharmony.train.sweep.training`: :func:`sweep_lambdas`, the trainable and the validation score;
 - :mod:`~ctharmony.train.sweep.tuning`: :func:`run_sweep`, Tune with ASHA, its state and resumption;
 - :mod:`~ctharmony.train.sweep.tracking`: an MLflow parent run with a child run per trial;

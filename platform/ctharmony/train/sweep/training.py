@@ -1,6 +1,6 @@
 """The real λ sweep: each Tune trial is one Ray Train DDP run of the harmonizer recipe.
 
-:func:`sweep_lambdas` sizes the trials to the cluster (``resources.plan_resources``), pins the reference
+:func:`sweep_lambdas` sizes the trials to the cluster (``ctharmony.resource_plan.plan_trials``), pins the reference
 segmenter for the whole sweep (a copy beside the sweep folder, so a moving alias cannot change the
 objective mid-sweep), launches ``build_trainer(...)`` inside a Tune function trainable with Tune's
 ``TuneReportCallback`` (Ray 2.60's way to tune a Train V2 trainer), and hands everything to
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ctharmony.config import ConfigError, ModelSpec
-from ctharmony.train.sweep.resources import ReleaseStoppedTrialWorkers, ResourcePlan, plan_resources
+from ctharmony.resource_plan import TrialPlan, plan_trials
+from ctharmony.train.sweep.placement import ReleaseStoppedTrialWorkers
 from ctharmony.train.sweep.select import Score, TrialOutcome, validation_fingerprint
 from ctharmony.train.sweep.space import SweepSpace
 from ctharmony.train.sweep.tuning import STATE_FILE, SweepError, SweepReport, latest_sweep, run_sweep, sweeps_home
@@ -34,7 +35,7 @@ from ctharmony.train.sweep.tuning import STATE_FILE, SweepError, SweepReport, la
 log = logging.getLogger(__name__)
 
 
-def make_trainable(spec: ModelSpec, catalog: Path, space: SweepSpace, plan: ResourcePlan, train_root: Path):
+def make_trainable(spec: ModelSpec, catalog: Path, space: SweepSpace, plan: TrialPlan, train_root: Path):
     """A Tune function trainable: the trial's λ applied to ``spec``, trained by one Train DDP run."""
     catalog, train_root = Path(catalog).resolve(), Path(train_root)
 
@@ -204,9 +205,8 @@ def sweep_lambdas(
     info = cluster.connect(address, quiet=True)
     capacity = discover_gpu_capacity(info.gpus, hint_gpus=max_gpus, autoscaling_config=autoscaling_config,
                                      joined=not info.embedded)  # fmt: skip
-    plan = plan_resources(info.cpus, info.gpus, workers_per_trial, use_gpu=use_gpu,
-                          cpus_per_worker=cpus_per_worker, trials=space.total_trials(trials),
-                          gpus_per_worker=gpus_per_worker, gpu_capacity=capacity.max)  # fmt: skip
+    plan = plan_trials(info.cpus, capacity, workers_per_trial, use_gpu=use_gpu, cpus_per_worker=cpus_per_worker,
+                       trials=space.total_trials(trials), gpus_per_worker=gpus_per_worker)
     log.info("sweep resources: %s; %s", plan.describe(), capacity.describe())
     concurrent = min(plan.max_concurrent, max_concurrent or plan.max_concurrent)
     epochs = t.epochs_stage1 + t.epochs_stage2

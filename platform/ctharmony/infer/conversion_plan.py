@@ -1,7 +1,8 @@
 """The conversion's resource plan: actor pools, GPUs and CPUs per actor, batch size, expected concurrency.
 
 Resources are asked for, not guessed from what happens to be running: the pools use GPUs when the
-cluster has them *or can get them* (see :mod:`ctharmony.gpu_capacity` for the rule), so on a fresh
+cluster has them *or can get them* (:func:`ctharmony.resource_plan.decide_gpu`, the rule training and
+sweeps follow too; :mod:`ctharmony.gpu_capacity` finds the GPUs), so on a fresh
 autoscaling cluster the first GPU actor is a pending request that makes the autoscaler start a GPU
 worker, and the pools grow up to what the GPU node types can bring.
 
@@ -29,6 +30,7 @@ import math
 from typing import Any
 
 from ctharmony.gpu_capacity import GpuCapacity, discover_gpu_capacity
+from ctharmony.resource_plan import decide_gpu
 
 log = logging.getLogger(__name__)
 DEFAULT_CPU_BATCH = 8  # slices per forward pass on CPU (GPU: chosen from free memory)
@@ -135,11 +137,11 @@ def plan_conversion(options: Any, cpus: float, gpus: float = 0.0, capacity: GpuC
     precision = options.precision
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    use_gpu = options.use_gpu if options.use_gpu is not None else capacity.available
+    per_actor = float(options.gpus_per_actor)
+    if not 0 < per_actor <= 8:
+        raise ValueError(f"gpus_per_actor must be in (0, 8], got {per_actor:g}")
+    use_gpu = decide_gpu(capacity, max(per_actor, 1.0), options.use_gpu, "GPU conversion")
     if use_gpu:
-        per_actor = float(options.gpus_per_actor)
-        if not 0 < per_actor <= 8:
-            raise ValueError(f"gpus_per_actor must be in (0, 8], got {per_actor:g}")
         actor_cpus = options.actor_cpus or 1.0
         gpus_max = max(capacity.max, 1.0)
         pool_max = max(1, math.floor(gpus_max / (2 * per_actor) + 1e-9))

@@ -19,8 +19,8 @@ from ctharmony.gpu_capacity import (
     gpu_capacity_from_node_types,
     read_autoscaling_config,
 )
+from ctharmony.infer.conversion_plan import plan_conversion
 from ctharmony.infer.pipeline import ConvertOptions
-from ctharmony.infer.plan import plan_conversion
 
 CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
 
@@ -215,7 +215,7 @@ def test_autoscaler_sees_gpu_demand_from_a_cpu_only_cluster(cpu_cluster):
     from ray.core.generated import autoscaler_pb2
     from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_put
 
-    from ctharmony.infer.plan import plan_for_cluster
+    from ctharmony.infer.conversion_plan import plan_for_cluster
 
     assert not plan_for_cluster(ConvertOptions()).use_gpu
     published = autoscaler_pb2.ClusterConfig()  # what an autoscaler publishes in the GCS (Ray Data reads it)
