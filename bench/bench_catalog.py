@@ -22,14 +22,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # testkit: the synthetic test series
 
 
 def make_archive(root: Path, files: int, slices_per_series: int = 100) -> list[str]:
     """Synthetic CT series (64 x 64 slices) until ``files`` files exist under ``root``."""
     from ctharmony.archive.scan import list_archive
-    from ctharmony.archive.synthetic import write_ct_series
+    from testkit.synthetic_ct import write_ct_series
 
     series = -(-files // slices_per_series)
     for index in range(series):

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ctharmony.phantom.anatomy import sample_patient
-from ctharmony.phantom.archive import patient_grid
+from ctharmony.scanmodel.anatomy import patient_grid, sample_patient
+from ctharmony.scanmodel.sites import load_site
 from ctharmony.simulate import simulate_archive
-from ctharmony.simulate.anatomy import phantom_maps
-from ctharmony.simulate.scan import Scanner
-from ctharmony.simulate.sites import load_site
+from ctharmony.simulate.maps import phantom_maps
+from ctharmony.simulate.scanner import Scanner
 
 
 def stages(size: int, slices: int, site_name: str) -> None:

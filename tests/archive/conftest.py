@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydicom.uid import JPEG2000Lossless, MRImageStorage
 
-from ctharmony.archive.synthetic import AXIAL, ct_slice_dataset, write_ct_series
+from testkit.synthetic_ct import AXIAL, ct_slice_dataset, write_ct_series
 
 IR_TAGS = {"SeriesDescription": "Abdomen PV 3.0 Br40 SAFIRE 3", "ConvolutionKernel": ["Br40", "3"]}
 M40_TAGS = {"ImageType": ["DERIVED", "PRIMARY", "AXIAL", "MONOENERGETIC"],

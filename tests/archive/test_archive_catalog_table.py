@@ -12,7 +12,7 @@ import pytest
 from ctharmony.archive import Catalog, CatalogError, SeriesRow, read_catalog
 from ctharmony.archive import quarantine as q
 from ctharmony.archive.catalog import catalog_frame, write_catalog
-from ctharmony.archive.synthetic import write_ct_series
+from testkit.synthetic_ct import write_ct_series
 
 MONO = ["DERIVED", "PRIMARY", "AXIAL", "MONOENERGETIC"]
 
@@ -91,13 +91,13 @@ def test_every_package_takes_the_protocols_from_the_registry():
     """(The training defaults, written out in ``models.spec``, are checked in tests/models/test_spec.py.)"""
     from ctharmony.archive import protocols
     from ctharmony.evaluate import cohort
-    from ctharmony.phantom import archive, physics
+    from ctharmony.phantom import generate, physics
 
     assert protocols.PROTOCOLS == (*protocols.PAPER_PROTOCOLS, protocols.UNKNOWN)
     assert protocols.REFERENCE_PROTOCOL in protocols.PAPER_PROTOCOLS
     assert protocols.load_rules().protocols == protocols.PROTOCOLS
     assert cohort.PAPER_PROTOCOLS is protocols.PAPER_PROTOCOLS
-    assert physics.PROTOCOLS is protocols.PAPER_PROTOCOLS and archive.PROTOCOLS is protocols.PAPER_PROTOCOLS
+    assert physics.PROTOCOLS is protocols.PAPER_PROTOCOLS and generate.PROTOCOLS is protocols.PAPER_PROTOCOLS
     assert physics.MONO_KEV == protocols.MONO_KEV
 
 

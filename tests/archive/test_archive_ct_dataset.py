@@ -10,11 +10,11 @@ import pytest
 from pydicom.uid import UID, JPEGLSLossless
 
 from ctharmony.archive import ct_dataset as core
+from ctharmony.archive.derived_writer import write_derived_series
 from ctharmony.archive.headers import read_header
 from ctharmony.archive.reader import read_series
-from ctharmony.archive.synthetic import write_ct_series as write_synthetic
-from ctharmony.archive.writer import write_derived_series
 from ctharmony.phantom.dicom_writer import write_ct_series as write_phantom
+from testkit.synthetic_ct import write_ct_series as write_synthetic
 
 TILT = math.radians(17.0)
 TILTED = (1.0, 0.0, 0.0, 0.0, math.cos(TILT), math.sin(TILT))

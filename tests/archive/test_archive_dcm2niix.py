@@ -17,8 +17,8 @@ import SimpleITK as sitk
 from ctharmony.archive import read_series
 from ctharmony.phantom import generate_archive
 from ctharmony.phantom.cases import GeometryCases
-from ctharmony.phantom.sites import make_sites
 from ctharmony.phantom.truth import image_points, noise_free_at
+from ctharmony.scanmodel.sites import make_sites
 from testkit import geometry_reference
 
 SEED, SIZE, SLICES = 1, 96, 12

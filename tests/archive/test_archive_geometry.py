@@ -11,8 +11,8 @@ import pydicom
 import pytest
 
 from ctharmony.archive import read_seg, read_series, write_derived_series, write_seg
-from ctharmony.archive.synthetic import VENDOR_TAGS as VENDORS
-from ctharmony.archive.synthetic import write_ct_series
+from testkit.synthetic_ct import VENDOR_TAGS as VENDORS
+from testkit.synthetic_ct import write_ct_series
 
 TILT = math.radians(15.0)
 TILTED = (1.0, 0.0, 0.0, 0.0, math.cos(TILT), -math.sin(TILT))  # GE-style: the image plane itself is tilted

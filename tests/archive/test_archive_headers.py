@@ -28,8 +28,8 @@ from ctharmony.archive.header_checks import header_problems
 from ctharmony.archive.headers import read_header
 from ctharmony.archive.pixel_element import codestream_size
 from ctharmony.archive.pseudonym import patient_key
-from ctharmony.archive.synthetic import write_ct_series
 from testkit import dicom_mutations as M
+from testkit.synthetic_ct import write_ct_series
 
 SYNTAXES = [ExplicitVRLittleEndian, JPEG2000Lossless, "1.2.840.10008.1.2"]  # and implicit VR
 

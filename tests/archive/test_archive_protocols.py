@@ -11,7 +11,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ctharmony.archive.headers import read_header
 from ctharmony.archive.protocols import NO_MATCH, RulesError, load_rules, mono_energy
-from ctharmony.archive.synthetic import ct_slice_dataset
+from testkit.synthetic_ct import ct_slice_dataset
 
 ORIG = "ORIGINAL\\PRIMARY\\AXIAL"
 DERIV = "DERIVED\\PRIMARY\\AXIAL"
@@ -134,7 +134,7 @@ def test_every_protocol_recognized_for_every_vendor():
 def test_phantom_protocols_classified():
     """Every site profile x protocol the phantom writes is classified as what it is."""
     from ctharmony.phantom.dicom_writer import PROTOCOL_TAGS, protocol_tags
-    from ctharmony.phantom.sites import SITE_PROFILES
+    from ctharmony.scanmodel.sites import SITE_PROFILES
 
     rules = load_rules()
     for manufacturer, _model, kernel, *_ in SITE_PROFILES:

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1
 
 from ctharmony.archive.reader import PADDING_HU, SeriesReadError, read_series
-from ctharmony.archive.synthetic import write_ct_series
+from testkit.synthetic_ct import write_ct_series
 
 
 def _sitk_read(files) -> sitk.Image:

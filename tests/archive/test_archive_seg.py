@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from ctharmony.archive.derived_writer import write_derived_series
 from ctharmony.archive.reader import read_series
 from ctharmony.archive.seg import read_seg, write_seg
-from ctharmony.archive.synthetic import write_ct_series
-from ctharmony.archive.writer import write_derived_series
+from testkit.synthetic_ct import write_ct_series
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,17 +10,17 @@ import pytest
 from pydicom.uid import UID, generate_uid
 
 from ctharmony.archive.ct_dataset import derived_uid
+from ctharmony.archive.derived_writer import write_derived_series
 from ctharmony.archive.headers import read_header
 from ctharmony.archive.protocols import load_rules
 from ctharmony.archive.reader import read_series
 from ctharmony.archive.seg import read_seg, write_seg
 from ctharmony.archive.series import group_series, surrogate_series_uid
-from ctharmony.archive.synthetic import write_ct_series
 from ctharmony.archive.uids import invalid_uid_note, is_valid_uid, uid_problem
-from ctharmony.archive.writer import write_derived_series
 from ctharmony.phantom.dicom_writer import deterministic_uid
 from testkit import dicom_mutations as M
 from testkit.real_cases import require_real_data
+from testkit.synthetic_ct import write_ct_series
 
 UID_KEYWORDS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID", "SOPClassUID")
 

@@ -6,9 +6,9 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 
+from ctharmony.archive.derived_writer import derived_description, write_derived_series
 from ctharmony.archive.reader import read_series
-from ctharmony.archive.synthetic import write_ct_series
-from ctharmony.archive.writer import derived_description, write_derived_series
+from testkit.synthetic_ct import write_ct_series
 
 
 def _source(tmp_path):

@@ -1,6 +1,8 @@
 """The package's layering, checked on the source (an AST walk over every module's imports).
 
 - ``models`` is a leaf: networks and their specs import nothing else of ctharmony;
+- ``scanmodel`` (anatomy, materials, spectra, sites: the model both synthetic scanners share) imports neither
+  scanner (``phantom``, ``simulate``) nor anything above them;
 - ``archive`` and ``phantom`` (data in and out) import no model, training, inference or evaluation code;
 - ``infer`` imports nothing from ``evaluate``; ``evaluate`` nothing from ``train`` or ``infer``;
 - ``simulate``, ``baselines`` and ``loaders`` stay below training, inference and the workflows;
@@ -20,12 +22,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "ctharmony"
 
 # package -> ctharmony packages/modules it must never import
-DOMAIN = {"archive", "phantom", "simulate", "baselines", "loaders", "train", "infer", "evaluate", "benchmark", "demo",
-          "cli"}
+DOMAIN = {"archive", "scanmodel", "phantom", "simulate", "baselines", "loaders", "train", "infer", "evaluate",
+          "benchmark", "demo", "cli"}
 WORKFLOWS = {"benchmark", "demo", "cli"}
 FORBIDDEN = {
-    "models": {"archive", "phantom", "simulate", "train", "infer", "evaluate", "baselines", "tracking", "config",
-               "cluster", "demo", "cli"},
+    "models": {"archive", "scanmodel", "phantom", "simulate", "train", "infer", "evaluate", "baselines", "tracking",
+               "config", "cluster", "demo", "cli"},
+    "scanmodel": {"archive", "phantom", "simulate", "models", "train", "infer", "evaluate", "baselines", "loaders",
+                  "cluster", "tracking", *WORKFLOWS},
     "archive": {"models", "train", "infer", "evaluate", "baselines", "cluster", "tracking", *WORKFLOWS},
     "phantom": {"models", "train", "infer", "evaluate", "baselines", *WORKFLOWS},
     "simulate": {"models", "train", "infer", "baselines", "loaders", "tracking", *WORKFLOWS},

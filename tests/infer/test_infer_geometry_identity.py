@@ -12,10 +12,10 @@ import pydicom
 import pytest
 
 from ctharmony.archive import build_catalog
-from ctharmony.archive.synthetic import VENDOR_TAGS as VENDORS
-from ctharmony.archive.synthetic import write_ct_series
 from ctharmony.infer.pipeline import ConvertOptions, convert_archive
 from ctharmony.infer.policy import Policies
+from testkit.synthetic_ct import VENDOR_TAGS as VENDORS
+from testkit.synthetic_ct import write_ct_series
 
 from .conftest import ensure_ray
 

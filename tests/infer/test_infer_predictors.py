@@ -167,7 +167,7 @@ def _variant_files(volume, stored_as, folder):
     from pydicom.uid import generate_uid
 
     from ctharmony.archive.orientation import transform_volume
-    from ctharmony.archive.synthetic import ct_slice_dataset
+    from testkit.synthetic_ct import ct_slice_dataset
 
     variant = transform_volume(volume, stored_as)
     folder.mkdir(parents=True)

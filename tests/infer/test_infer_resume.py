@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctharmony.archive.synthetic import write_ct_series
 from ctharmony.infer.pipeline import read_catalog_row
 from ctharmony.infer.progress import ConversionProgress
 from ctharmony.infer.resume import NO_RUN, OutputBusyError, OutputLayout, process_start, series_dirname
 from ctharmony.infer.writer import write_converted_series
+from testkit.synthetic_ct import write_ct_series
 
 
 @pytest.fixture

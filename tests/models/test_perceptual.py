@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ctharmony.models.perceptual import CONV5_4_INDEX, SegmenterEncoder, VGG19Conv54, load_vgg19_conv54
-from ctharmony.models.segmenter import UNet2D
+from ctharmony.models.unet import UNet2D
 
 
 def test_vgg19_layout_matches_torchvision_numbering() -> None:

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ctharmony.phantom import PROTOCOLS, generate_archive
-from ctharmony.phantom.archive import COLUMNS
+from ctharmony.phantom.generate import COLUMNS
 
 PATIENTS, SLICES, SIZE, SITES = 4, 6, 64, 2
 

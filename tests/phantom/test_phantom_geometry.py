@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 from ctharmony.cli import app
 from ctharmony.phantom import generate_archive
 from ctharmony.phantom.cases import GAP_SLICES, GeometryCases
-from ctharmony.phantom.grid import Grid
-from ctharmony.phantom.sites import TILT_RANGE_DEG, make_sites
 from ctharmony.phantom.truth import image_points, load_slice_mask, noise_free, noise_free_at
+from ctharmony.scanmodel.grid import Grid
+from ctharmony.scanmodel.sites import TILT_RANGE_DEG, make_sites
 from testkit import geometry_reference as ref
 
 SEED, SLICES, SIZE = 1, 12, 64

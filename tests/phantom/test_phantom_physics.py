@@ -8,10 +8,9 @@ from scipy import ndimage
 
 from ctharmony.evaluate import texture
 from ctharmony.phantom import noise, physics
-from ctharmony.phantom.anatomy import Anatomy, Grid, build_anatomy, sample_patient
-from ctharmony.phantom.archive import patient_grid
-from ctharmony.phantom.sites import make_sites
-from ctharmony.phantom.tissues import LABEL
+from ctharmony.scanmodel.anatomy import Anatomy, Grid, build_anatomy, patient_grid, sample_patient
+from ctharmony.scanmodel.sites import make_sites
+from ctharmony.scanmodel.tissues import LABEL
 
 PAPER_LIVER_HU = {"M40": 190.0, "M60": 110.0, "M80": 80.0}
 SITES = make_sites(4, seed=0)

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ctharmony.cli import app
-from ctharmony.phantom.sites import make_sites
+from ctharmony.scanmodel.sites import make_sites
 
 
 def test_sites_differ_and_are_deterministic():

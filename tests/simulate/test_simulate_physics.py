@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from ctharmony.scanmodel.kernels import Kernel
+from ctharmony.scanmodel.spectra import Beam
 from ctharmony.simulate.forward import Exposure, measure
-from ctharmony.simulate.kernels import Kernel
 from ctharmony.simulate.projector import Geometry, make_projector
 from ctharmony.simulate.recon import fbp
-from ctharmony.simulate.spectra import Beam
 
 SIZE, PIXEL = 96, 3.5  # a 34 cm field
 

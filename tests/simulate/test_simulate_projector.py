@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ctharmony.simulate.kernels import Kernel
+from ctharmony.scanmodel.kernels import Kernel
 from ctharmony.simulate.projector import Geometry, make_projector
 from ctharmony.simulate.recon import fbp
 

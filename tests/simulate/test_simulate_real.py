@@ -5,9 +5,9 @@ import pytest
 
 from ctharmony.archive.reader import read_series
 from ctharmony.evaluate import metrics
-from ctharmony.simulate.anatomy import Augment, real_maps
-from ctharmony.simulate.scan import Scanner
-from ctharmony.simulate.sites import load_site
+from ctharmony.scanmodel.sites import load_site
+from ctharmony.simulate.maps import Augment, real_maps
+from ctharmony.simulate.scanner import Scanner
 
 
 @pytest.mark.slow

@@ -5,12 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ctharmony.phantom.anatomy import sample_patient
-from ctharmony.phantom.archive import patient_grid
-from ctharmony.simulate.anatomy import phantom_maps
+from ctharmony.scanmodel.anatomy import patient_grid, sample_patient
+from ctharmony.scanmodel.sites import load_site
+from ctharmony.simulate.maps import phantom_maps
 from ctharmony.simulate.realism import low_dose_streaks, measure_site
-from ctharmony.simulate.scan import Scanner
-from ctharmony.simulate.sites import load_site
+from ctharmony.simulate.scanner import Scanner
 
 
 def _adult(seed: int = 3) -> dict:

@@ -11,13 +11,12 @@ from ctharmony.archive.catalog import read_header_chunk
 from ctharmony.archive.protocols import load_rules
 from ctharmony.archive.scan import list_archive
 from ctharmony.archive.series import group_series
-from ctharmony.phantom.anatomy import sample_patient
-from ctharmony.phantom.archive import patient_grid
+from ctharmony.scanmodel.anatomy import patient_grid, sample_patient
+from ctharmony.scanmodel.sites import load_site
 from ctharmony.simulate import simulate_archive
-from ctharmony.simulate.anatomy import Augment, phantom_maps
-from ctharmony.simulate.archive import patient_scanner
+from ctharmony.simulate.maps import Augment, phantom_maps
 from ctharmony.simulate.realism import liver_roi
-from ctharmony.simulate.sites import load_site
+from ctharmony.simulate.studies import patient_scanner
 
 # Canon series folder -> the protocol the default catalog rules must give it
 CANON = {"FBP": "FBP", "IR": "IR", "M40": "M40", "M60": "M60", "M80": "M80", "OPT": "OPT", "FBP_soft": "FBP",

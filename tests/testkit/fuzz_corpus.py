@@ -41,8 +41,8 @@ from pydicom.uid import (
 )
 
 from ctharmony.archive import quarantine as q
-from ctharmony.archive.synthetic import transcode_with_gdcm, write_ct_series
 from testkit import dicom_mutations as M
+from testkit.synthetic_ct import transcode_with_gdcm, write_ct_series
 
 REAL_SOURCES = (0, 7, 13)  # indices of the real slices each file-level mutation is applied to
 REAL_GOOD = 3  # real slices copied (twice, without UIDs) as good series

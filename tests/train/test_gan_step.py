@@ -7,7 +7,7 @@ from ctharmony.config import LossSpec
 from ctharmony.models.discriminator import UNetDiscriminatorSN
 from ctharmony.models.generator import HFSGenerator
 from ctharmony.models.perceptual import SegmenterEncoder
-from ctharmony.models.segmenter import UNet2D
+from ctharmony.models.unet import UNet2D
 from ctharmony.train.gan import stage1_step, stage2_step
 from ctharmony.train.losses import PerceptualLoss, Rewindow, gan_loss
 

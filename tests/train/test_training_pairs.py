@@ -11,11 +11,10 @@ import pytest
 from ctharmony.archive.onto_planes import normal_weights, resample_onto
 from ctharmony.archive.volume import Volume
 from ctharmony.phantom import physics
-from ctharmony.phantom.anatomy import build_anatomy, sample_patient
-from ctharmony.phantom.archive import patient_grid
 from ctharmony.phantom.dicom_writer import deterministic_uid, protocol_tags, write_ct_series
-from ctharmony.phantom.grid import Grid
-from ctharmony.phantom.sites import make_sites
+from ctharmony.scanmodel.anatomy import build_anatomy, patient_grid, sample_patient
+from ctharmony.scanmodel.grid import Grid
+from ctharmony.scanmodel.sites import make_sites
 from ctharmony.train.data import PairedPatchSampler, PairedStudy, load_study, read_volume
 from ctharmony.train.pair_report import format_report, plan_pairs
 

@@ -24,5 +24,5 @@ __getattr__ = lazy_exports(__name__, {
     "Catalog": "catalog_table", "CatalogError": "catalog_table", "SeriesRow": "catalog_table",
     "SeriesReadError": "reader", "read_series": "reader",
     "build_catalog": "catalog", "read_catalog": "catalog", "summarize": "catalog",
-    "write_derived_series": "writer", "write_seg": "seg", "read_seg": "seg",
+    "write_derived_series": "derived_writer", "write_seg": "seg", "read_seg": "seg",
 })

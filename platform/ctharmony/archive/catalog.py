@@ -32,7 +32,7 @@ import pyarrow as pa
 from ctharmony.archive import quarantine as q
 from ctharmony.archive.catalog_table import REQUIRED_COLUMNS, Catalog, CatalogError, SeriesRow
 from ctharmony.archive.headers import read_header
-from ctharmony.archive.progress import Progress
+from ctharmony.archive.progress_bar import Progress
 from ctharmony.archive.protocols import load_rules
 from ctharmony.archive.pseudonym import pseudonym_salt
 from ctharmony.archive.scan import chunks, list_archive

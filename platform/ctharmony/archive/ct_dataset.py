@@ -1,8 +1,8 @@
 """The CT DICOM writer core: CT Image Storage slices from pixel data, geometry and identity, and their UIDs.
 
 Every CT series ctharmony writes is built here: the phantom's archive (``ctharmony.phantom.dicom_writer``),
-derived (harmonized) series (``ctharmony.archive.writer``) and the synthetic test series
-(``ctharmony.archive.synthetic``). A series is a :func:`ct_template` (what its slices share: SOP class,
+derived (harmonized) series (``ctharmony.archive.derived_writer``) and the synthetic test series
+(``tests/testkit/synthetic_ct.py``). A series is a :func:`ct_template` (what its slices share: SOP class,
 image plane and image pixel modules, rescale, and the caller's patient / study / series / equipment
 tags) plus one :func:`slice_part` per slice (SOP Instance UID, instance number, position, source slice,
 pixels). :func:`write_slices` encodes a series in explicit VR little endian with the shared part encoded

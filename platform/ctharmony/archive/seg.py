@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ctharmony.archive.derived_writer import derived_description, derived_uid, fill_type2
 from ctharmony.archive.uids import is_valid_uid
 from ctharmony.archive.volume import Volume
-from ctharmony.archive.writer import derived_description, derived_uid, fill_type2
 
 
 def _source_datasets(source: Volume) -> list[Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,14 +69,6 @@ def bland_altman_png(exams: pd.DataFrame, protocol: str, methods: Sequence[str])
         ax.set_xlabel("mean liver volume (mL)", fontsize=8)
     axes[0][0].set_ylabel("volume difference (% of reference)", fontsize=8)
     return _png(fig)
-
-
-def read_image(folder_or_files: str | Path | Sequence[str]) -> np.ndarray | None:
-    """HU ``(z, y, x)`` of a DICOM series (a folder or a file list); None if unreadable (see ``image_quality``)."""
-    from ctharmony.evaluate.image_quality import read_volume
-
-    volume = read_volume(folder_or_files)
-    return None if volume is None else volume.hu
 
 
 def pick_example(exams: pd.DataFrame) -> tuple[str, str] | None:

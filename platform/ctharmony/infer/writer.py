@@ -180,7 +180,7 @@ def _write_outputs(row: dict[str, Any], record: dict[str, Any], staging: Path) -
 
 def _passthrough_description(volume) -> str:
     """SeriesDescription of a pass-through series: the source's, marked unchanged (not for clinical use)."""
-    from ctharmony.archive.writer import derived_description
+    from ctharmony.archive.derived_writer import derived_description
 
     source = str(volume.tags.get("SeriesDescription") or "")
     return derived_description(source, "", "", f"{source} reference unchanged".strip())

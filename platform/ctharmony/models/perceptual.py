@@ -5,14 +5,14 @@
   cannot be downloaded: :func:`load_vgg19_conv54` reads a torchvision-format state dict (keys
   ``features.<i>.weight``/``bias``; a full ``vgg19`` state dict works) from a file the user names.
 - :class:`SegmenterEncoder`: the features of the trained reference segmenter (the deepest encoder map of
-  :class:`~ctharmony.models.segmenter.UNet2D`, or any segmenter exposing ``features(x)``) — needs no
+  :class:`~ctharmony.models.unet.UNet2D`, or any segmenter exposing ``features(x)``) — needs no
   download and measures what matters here.
 
 Both take (N, 1, H, W) images in [0, 1], are frozen (no parameter requires grad) and stay in eval.
 
 Example:
     >>> import torch
-    >>> from ctharmony.models.segmenter import UNet2D
+    >>> from ctharmony.models.unet import UNet2D
     >>> extractor = SegmenterEncoder(UNet2D(channels=4, depth=2))
     >>> extractor(torch.zeros(1, 1, 16, 16)).shape
     torch.Size([1, 8, 8, 8])

@@ -23,9 +23,9 @@ from torch import nn
 from ctharmony.models.discriminator import UNetDiscriminatorSN
 from ctharmony.models.generator import HFSGenerator
 from ctharmony.models.hu_model import HUModel
-from ctharmony.models.segmenter import UNet2D
 from ctharmony.models.spec import ModelSpec
 from ctharmony.models.typed_yaml import ConfigError, from_dict, load_config, merge, parse_overrides, to_dict
+from ctharmony.models.unet import UNet2D
 
 #: The shipped specs: package data beside the code (``ctharmony/specs/*.yaml``).
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"

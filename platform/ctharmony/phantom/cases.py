@@ -1,7 +1,7 @@
 """Opt-in scan geometries of the phantom archive: what real archives send besides regular axial stacks.
 
 - ``tilt``: every study at ``site-tilt`` (added by ``GeometryCases(tilt_site=True)``) is scanned with the
-  site's gantry tilt: a sheared stack (see :func:`ctharmony.phantom.grid.tilted`);
+  site's gantry tilt: a sheared stack (see :func:`ctharmony.scanmodel.grid.tilted`);
 - ``gap``: ``gap_studies`` studies miss :data:`GAP_SLICES` slices after their middle slice;
 - ``variable_spacing``: ``variable_spacing_studies`` studies have uneven table steps (0.6-1.4 x nominal).
 
@@ -20,8 +20,8 @@ import dataclasses
 
 import numpy as np
 
-from ctharmony.phantom.grid import Grid, tilted, uneven, with_gap
-from ctharmony.phantom.sites import Site, TiltedSite
+from ctharmony.scanmodel.grid import Grid, tilted, uneven, with_gap
+from ctharmony.scanmodel.sites import ImageSite, TiltedSite
 
 GAP_SLICES = 2
 CASES = ("regular", "tilt", "gap", "variable_spacing")
@@ -57,7 +57,7 @@ class GeometryCases:
         return cases
 
 
-def case_grid(grid: Grid, case: str, site: Site, rng: np.random.Generator) -> Grid:
+def case_grid(grid: Grid, case: str, site: ImageSite, rng: np.random.Generator) -> Grid:
     """The scan grid of ``case`` made from a patient's regular ``grid``."""
     if case == "regular":
         return grid

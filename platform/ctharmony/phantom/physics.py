@@ -28,17 +28,17 @@ from scipy import ndimage
 
 from ctharmony.archive.protocols import MONO_KEV as REGISTRY_MONO_KEV
 from ctharmony.archive.protocols import PAPER_PROTOCOLS
-from ctharmony.phantom import materials, noise, spectra
-from ctharmony.phantom.anatomy import Anatomy
-from ctharmony.phantom.sites import Site
-from ctharmony.phantom.tissues import TISSUES
+from ctharmony.phantom import noise
+from ctharmony.scanmodel import materials, spectra
+from ctharmony.scanmodel.anatomy import Anatomy
+from ctharmony.scanmodel.blends import MIX_LOW_WEIGHT, OPT_BLEND, mixed, mono_weight, opt_low_weight
+from ctharmony.scanmodel.sites import ImageSite
+from ctharmony.scanmodel.tissues import TISSUES
 
 PROTOCOLS = PAPER_PROTOCOLS  # the reconstructions simulated: the registry's six (ctharmony.archive.protocols)
 MONO_KEV = dict(REGISTRY_MONO_KEV)  # the energy of each mono-energetic protocol, as the registry defines it
-MIX_LOW_WEIGHT = 0.6  # Siemens "mixed 0.6" image for FBP and IR
 LOW_TO_HIGH_NOISE = 1.2  # HU noise of the 70 kVp image relative to the Sn150 image (dose-balanced)
 MONO_SPLIT_PERIODS = 0.12  # Mono+ split: Gaussian sigma in NPS-peak periods (M40 / M60 noise ~ 2)
-OPT_BLEND = {"center_hu": 60.0, "width_hu": 30.0, "w_min": 0.30, "w_max": 0.85, "smooth_px": 1.5}
 PSF_SIGMA_MM = 0.45  # in-plane system blur (besides 0.45 px of pixel integration)
 
 
@@ -55,8 +55,7 @@ def image_table(image: str) -> tuple[np.ndarray, float]:
 
 def mono_weights(kev: float) -> tuple[float, float]:
     """Weights (a, b) with mono(E) = a * low + b * high for water + iodine (a + b = 1)."""
-    k_low, k_high = spectra.tube_iodine_hu_per_mg_ml("low"), spectra.tube_iodine_hu_per_mg_ml("high")
-    a = (float(materials.iodine_hu_per_mg_ml(kev)[0]) - k_high) / (k_low - k_high)
+    a = mono_weight(kev, spectra.tube_iodine_hu_per_mg_ml("low"), spectra.tube_iodine_hu_per_mg_ml("high"))
     return a, 1.0 - a
 
 
@@ -65,9 +64,7 @@ def min_noise_kev() -> float:
     """Energy of the least noisy mono image (the Mono+ high-frequency source)."""
     a_opt = 1.0 / (1.0 + LOW_TO_HIGH_NOISE**2)  # minimises (a x)^2 + (1 - a)^2
     k_low, k_high = spectra.tube_iodine_hu_per_mg_ml("low"), spectra.tube_iodine_hu_per_mg_ml("high")
-    target = k_high + a_opt * (k_low - k_high)
-    grid = np.arange(34.0, 140.0, 0.25)
-    return float(np.interp(target, materials.iodine_hu_per_mg_ml(grid)[::-1], grid[::-1]))
+    return spectra.energy_of_iodine_hu(k_high + a_opt * (k_low - k_high))
 
 
 def tube_noise_sd(fbp_sd: float) -> tuple[float, float]:
@@ -103,7 +100,7 @@ def clean_images(anatomy: Anatomy, images: Sequence[str]) -> dict[str, np.ndarra
     return out
 
 
-def render(anatomy: Anatomy, site: Site, rng: np.random.Generator, noise_sd: float | None = None,
+def render(anatomy: Anatomy, site: ImageSite, rng: np.random.Generator, noise_sd: float | None = None,
            with_clean: bool = False) -> dict[str, np.ndarray]:
     """All six reconstructions (float32 HU, z, y, x) of one scan; ``clean_<P>`` too if ``with_clean``."""
     pixel = anatomy.grid.spacing[2]
@@ -115,9 +112,7 @@ def render(anatomy: Anatomy, site: Site, rng: np.random.Generator, noise_sd: flo
     signal = clean_images(anatomy, ("low", "high", f"{e_opt}", *(f"{kev}" for kev in MONO_KEV.values())))
     s_low, s_high = signal["low"], signal["high"]
 
-    w = np.float32(MIX_LOW_WEIGHT)
-    s_fbp = w * s_low + (1 - w) * s_high
-    n_fbp = w * n_low + (1 - w) * n_high
+    s_fbp, n_fbp = mixed(s_low, s_high), mixed(n_low, n_high)
     out = {"FBP": s_fbp + n_fbp,
            "IR": s_fbp + noise.ir_noise(n_fbp, pixel, site.kernel_peak_lp_mm, site.ir_reduction)}
     clean = {"FBP": s_fbp, "IR": s_fbp}
@@ -133,10 +128,8 @@ def render(anatomy: Anatomy, site: Site, rng: np.random.Generator, noise_sd: flo
         out[name] = s_opt + n_opt + ndimage.gaussian_filter(detail, (0, split, split))
         clean[name] = s_opt + ndimage.gaussian_filter(s_e - s_opt, (0, split, split))
 
-    p = OPT_BLEND
-    guide = ndimage.gaussian_filter(out["FBP"], (0, p["smooth_px"], p["smooth_px"]))
-    w_low = p["w_min"] + (p["w_max"] - p["w_min"]) / (1.0 + np.exp(-(guide - p["center_hu"]) / p["width_hu"]))
-    w_low = w_low.astype(np.float32)
+    smooth = OPT_BLEND["smooth_px"]
+    w_low = opt_low_weight(ndimage.gaussian_filter(out["FBP"], (0, smooth, smooth)))
     out["OPT"] = w_low * (s_low + n_low) + (1 - w_low) * (s_high + n_high)
     clean["OPT"] = w_low * s_low + (1 - w_low) * s_high
     if with_clean:

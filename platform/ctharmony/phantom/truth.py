@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from ctharmony.phantom import physics
-from ctharmony.phantom.anatomy import build_anatomy
-from ctharmony.phantom.grid import Grid
-from ctharmony.phantom.sites import Site
+from ctharmony.scanmodel.anatomy import build_anatomy
+from ctharmony.scanmodel.grid import Grid
+from ctharmony.scanmodel.sites import ImageSite
 
 SLICE_MASK_SUFFIX = ".slices.npz"
 _FIELDS = ("mask", "positions", "orientation", "pixel_spacing", "slice_thickness")
@@ -121,14 +121,14 @@ def image_points(image: Any) -> np.ndarray:
     return np.asarray(image.GetOrigin(), np.float64) + steps @ direction.T
 
 
-def noise_free_at(params: dict[str, Any], site: Site, points: np.ndarray, protocol: str = "M80") -> np.ndarray:
+def noise_free_at(params: dict[str, Any], site: ImageSite, points: np.ndarray, protocol: str = "M80") -> np.ndarray:
     """The noise-free ``protocol`` image at ``points`` (z, y, x, 3), a stack of planes (see :func:`points_grid`)."""
     grid, flips = points_grid(points)
     truth = noise_free(params, site, grid, (protocol,))[protocol]
     return truth[tuple(slice(None, None, -1) if f else slice(None) for f in flips)]
 
 
-def noise_free(params: dict[str, Any], site: Site, grid: Grid, protocols: tuple[str, ...] = ("M80",)
+def noise_free(params: dict[str, Any], site: ImageSite, grid: Grid, protocols: tuple[str, ...] = ("M80",)
                ) -> dict[str, np.ndarray]:
     """The noise-free reconstructions (HU, float32) of a patient at ``grid``'s voxels, any geometry.
 

@@ -7,10 +7,10 @@ and the iodine concentration ``c``; a virtual mono image at E is ``water_hu + k(
 blend ``a low + (1 - a) high`` whose weights, and so its noise, grow below the beams' energies.
 Noise-optimised mono (as Siemens Mono+) keeps the low frequencies of the E image and takes the high
 ones from the least-noisy energy; optimum contrast blends low and high with a weight rising with the
-local CT number (the phantom's sigmoid, :data:`ctharmony.phantom.physics.OPT_BLEND`).
+local CT number (the recipes both scanners share: :mod:`ctharmony.scanmodel.blends`).
 
 Example:
-    >>> from ctharmony.simulate.spectra import Beam
+    >>> from ctharmony.scanmodel.spectra import Beam
     >>> k = iodine_hu_per_mg_ml(Beam(80.0)), iodine_hu_per_mg_ml(Beam(150.0, (("Al", 6.0), ("Sn", 0.6))))
     >>> k[0] > 2 * k[1]
     True
@@ -23,24 +23,17 @@ import functools
 import numpy as np
 from scipy import ndimage
 
-from ctharmony.phantom.materials import iodine_hu_per_mg_ml as mono_iodine_hu
-from ctharmony.phantom.physics import OPT_BLEND
-from ctharmony.simulate.materials import basis_attenuation
-from ctharmony.simulate.spectra import Beam
+from ctharmony.scanmodel.blends import OPT_BLEND, mixed, mono_weight, opt_low_weight
+from ctharmony.scanmodel.materials import basis_attenuation
+from ctharmony.scanmodel.spectra import Beam, weighted_iodine_hu
 
 
 @functools.cache
 def iodine_hu_per_mg_ml(beam: Beam, water_cm: float = 20.0) -> float:
     """HU per mg/mL iodine in the water-corrected image of ``beam`` behind ``water_cm`` of water."""
     energies, n = beam.spectrum()
-    mu = basis_attenuation(energies)
-    w = n * energies * np.exp(-mu[0] * water_cm)
-    return float(1000.0 * (w * mu[2]).sum() / (w * mu[0]).sum())
-
-
-def mono_weight(kev: float, k_low: float, k_high: float) -> float:
-    """``a`` in mono(E) = a low + (1 - a) high."""
-    return (float(mono_iodine_hu(kev)[0]) - k_high) / (k_low - k_high)
+    water = basis_attenuation(energies)[0]
+    return weighted_iodine_hu(energies, n * energies * np.exp(-water * water_cm))
 
 
 def mono(low: np.ndarray, high: np.ndarray, kev: float, k_low: float, k_high: float) -> np.ndarray:
@@ -58,17 +51,8 @@ def mono_plus(low: np.ndarray, high: np.ndarray, kev: float, k_low: float, k_hig
     return (o + ndimage.gaussian_filter(e - o, sigma)).astype(np.float32)
 
 
-def mixed(low: np.ndarray, high: np.ndarray, low_weight: float) -> np.ndarray:
-    """The linearly blended image (a 120 kVp-like image from 80 / Sn150 at weight 0.6)."""
-    w = np.float32(low_weight)
-    return (w * low + (1 - w) * high).astype(np.float32)
-
-
 def optimum_contrast(low: np.ndarray, high: np.ndarray, pixel_mm: float) -> np.ndarray:
     """Non-linear blend: the low-kV weight rises (sigmoid) with the smoothed local CT number."""
-    p = OPT_BLEND
-    smooth = p["smooth_px"] * 0.9 / pixel_mm  # the phantom's smoothing was set for ~0.9 mm pixels
-    guide = ndimage.gaussian_filter(mixed(low, high, 0.6), (0,) * (low.ndim - 2) + (smooth, smooth))
-    w = p["w_min"] + (p["w_max"] - p["w_min"]) / (1.0 + np.exp(-(guide - p["center_hu"]) / p["width_hu"]))
-    w = w.astype(np.float32)
+    smooth = OPT_BLEND["smooth_px"] * 0.9 / pixel_mm  # the phantom's smoothing was set for ~0.9 mm pixels
+    w = opt_low_weight(ndimage.gaussian_filter(mixed(low, high, 0.6), (0,) * (low.ndim - 2) + (smooth, smooth)))
     return (w * low + (1 - w) * high).astype(np.float32)

@@ -2,7 +2,7 @@
 
 For a beam with photons ``N0(E)`` per ray (spectrum x mAs per view x detector-bin area x efficiency),
 an energy-integrating detector measures ``S = sum_E N0(E) E exp(-sum_k L_k mu_k(E))`` (``L_k``: the
-basis line integrals in cm, ``mu_k``: :func:`~ctharmony.simulate.materials.basis_attenuation`). Quantum
+basis line integrals in cm, ``mu_k``: :func:`~ctharmony.scanmodel.materials.basis_attenuation`). Quantum
 noise is compound Poisson: ``S`` is drawn as Poisson counts of ``S^2 / V`` effective quanta of ``V / S``
 keV each (``V = sum N0 E^2 exp(...)``), plus Gaussian electronic noise. A simulated ray (a coarse
 bin over a coarse view) stands for ``readings_per_ray`` readings of the real detector, each with its
@@ -27,8 +27,8 @@ import functools
 import numpy as np
 from scipy import ndimage
 
-from ctharmony.simulate.materials import basis_attenuation
-from ctharmony.simulate.spectra import Beam
+from ctharmony.scanmodel.materials import basis_attenuation
+from ctharmony.scanmodel.spectra import Beam
 
 WATER_TABLE_CM = np.linspace(0.0, 80.0, 401)
 

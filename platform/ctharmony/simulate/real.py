@@ -3,7 +3,7 @@
 :func:`load_real` reads the series with ctharmony's own reader (any transfer syntax it decodes, JPEG 2000
 included), puts the liver mask on the image grid in physical space (nearest neighbour, so a mask whose
 direction differs from the series', e.g. a flipped y axis, still lands on its voxels), keeps the central
-``slices`` slices and the :func:`~ctharmony.simulate.anatomy.trunk` only (air elsewhere). No tag of the
+``slices`` slices and the :func:`~ctharmony.simulate.maps.trunk` only (air elsewhere). No tag of the
 source is kept: simulated studies get their own identifiers.
 
 :func:`real_grid` is the simulated scan's grid: the source's slice positions and step along z, a site's
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ctharmony.phantom.grid import Grid
-from ctharmony.simulate.anatomy import body_frame, trunk
-from ctharmony.simulate.sites import SimSite
+from ctharmony.scanmodel.grid import Grid
+from ctharmony.scanmodel.sites import ProjectionSite
+from ctharmony.simulate.maps import body_frame, trunk
 
 MARGIN_MM = 30.0  # room around the trunk in the field of view (skin, elastic warp)
 
@@ -90,7 +90,7 @@ def load_real(series: Path, mask: Path, slices: int | None = None) -> RealSource
                       step_mm=volume.spacing[0], centre_px=centre, radius_mm=radius)
 
 
-def real_grid(source: RealSource, site: SimSite, size: int, body_scale: float = 1.0) -> Grid:
+def real_grid(source: RealSource, site: ProjectionSite, size: int, body_scale: float = 1.0) -> Grid:
     """The simulated grid: the source's slice positions, ``size`` x ``size`` pixels centred on the trunk.
 
     The field of view is the site's, widened (to whole cm) when the scaled trunk plus :data:`MARGIN_MM`

@@ -20,9 +20,9 @@ from scipy import ndimage
 
 from ctharmony.evaluate import texture
 from ctharmony.simulate.forward import measure
-from ctharmony.simulate.materials import MaterialMaps
+from ctharmony.simulate.maps import MaterialMaps
 from ctharmony.simulate.recon import fbp_relative, to_hu
-from ctharmony.simulate.scan import Scanner
+from ctharmony.simulate.scanner import Scanner
 
 
 def liver_roi(maps: MaterialMaps, erode_mm: float = 6.0) -> np.ndarray:

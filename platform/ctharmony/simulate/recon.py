@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ctharmony.simulate.kernels import Kernel
+from ctharmony.scanmodel.kernels import Kernel
 from ctharmony.simulate.projector import Projector, fbp_scale, filter_frequencies, ramp_filter
 
 

@@ -5,8 +5,9 @@ a smooth warp) drawn from a seeded generator. :func:`build_anatomy` turns them i
 grid in patient coordinates (LPS mm: +x patient left, +y posterior, +z superior). Organs are painted
 in a fixed priority order into one label volume, so they never overlap; every shape is evaluated in
 coordinates displaced by the same smooth warp, so boundaries are smooth and contiguous in z. Shapes are
-functions of position, so any :class:`~ctharmony.phantom.grid.Grid` works: tilted or irregular slices
-sample the same body at their own planes.
+functions of position, so any :class:`~ctharmony.scanmodel.grid.Grid` works: tilted or irregular slices
+sample the same body at their own planes. :func:`patient_grid` is a patient's scan grid at a site (both
+scanners scan on it).
 
 Example:
     >>> import numpy as np
@@ -19,14 +20,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from ctharmony.phantom.grid import Grid
-from ctharmony.phantom.tissues import LABEL, LIVER_LABELS, TISSUES
-from ctharmony.phantom.vessels import paint_liver_vessels
+from ctharmony.scanmodel.grid import Grid
+from ctharmony.scanmodel.sites import Site
+from ctharmony.scanmodel.tissues import LABEL, LIVER_LABELS, TISSUES
+from ctharmony.scanmodel.vessels import paint_liver_vessels
 
 AGE_GROUPS = {  # name: (probability, age range in years, body scale range, liver volume range in mL)
     "child": (0.45, (0.5, 10.0), (0.58, 0.75), (320.0, 900.0)),
@@ -81,6 +84,23 @@ def sample_patient(rng: np.random.Generator) -> dict[str, Any]:
     }
     params["liver_size"] = _liver_size_for(params)
     return params
+
+
+def patient_grid(params: dict[str, Any], site: Site, slices: int, size: int, z_shift_mm: float) -> Grid:
+    """The scan grid, centred on the liver, with the site's slice thickness and field of view.
+
+    The FOV is the site's, tightened for small patients (at most 60 mm wider than the body, as
+    paediatric protocols do) and widened when the body would not fit.
+    """
+    ax, ay = params["body_semi_axes_mm"]
+    ox, oy = params["body_offset_mm"]
+    needed = 2.0 * (max(ax, ay) * 1.06 + max(abs(ox), abs(oy))) + 20.0
+    fov = 10.0 * math.ceil(max(needed, min(site.fov_mm, needed + 60.0)) / 10.0)
+    pixel = round(fov / size, 4)  # values DICOM's decimal strings hold exactly, so masks match the images
+    dz = site.slice_thickness_mm
+    start = round(-(size - 1) / 2.0 * pixel, 4)
+    return Grid(shape=(slices, size, size), spacing=(dz, pixel, pixel),
+                origin=(start, start, round(z_shift_mm - (slices - 1) / 2.0 * dz, 3)))
 
 
 def _liver_size_for(params: dict[str, Any]) -> float:

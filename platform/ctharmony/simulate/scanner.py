@@ -14,7 +14,7 @@ all (z, size, size) float32 HU. ``timings`` records the seconds of each stage. `
 the images named (plus ``LOW``, ``HIGH``, ``FBP`` and the truth, always made): e.g. no IR when no ``IR`` /
 ``IR_<level>`` is asked for.
 
-Example (``maps`` from :mod:`ctharmony.simulate.anatomy`; see tests/simulate for runs)::
+Example (``maps`` from :mod:`ctharmony.simulate.maps`; see tests/simulate for runs)::
 
     sim = Scanner(load_site("siemens-force"), size=64)
     images = sim.reconstruct(sim.project(maps), maps, np.random.default_rng(0))
@@ -29,18 +29,18 @@ from collections.abc import Collection
 import numpy as np
 
 from ctharmony.archive.protocols import MONO_KEV
+from ctharmony.scanmodel.sites import ProjectionSite
 from ctharmony.simulate import dualenergy as de
 from ctharmony.simulate.forward import Exposure, measure
-from ctharmony.simulate.materials import MaterialMaps
+from ctharmony.simulate.maps import MaterialMaps
 from ctharmony.simulate.projector import Geometry, Projector, make_projector
 from ctharmony.simulate.recon import fbp_relative, iterative, to_hu
-from ctharmony.simulate.sites import SimSite
 
 
 class Scanner:
     """A site's scanner at one matrix ``size``: projector, exposures, kernels."""
 
-    def __init__(self, site: SimSite, size: int, backend: str = "svmbir", mas: float | None = None,
+    def __init__(self, site: ProjectionSite, size: int, backend: str = "svmbir", mas: float | None = None,
                  fov_mm: float | None = None) -> None:
         self.site, self.size = site, int(size)
         self.pixel_mm = (site.fov_mm if fov_mm is None else float(fov_mm)) / size

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ctharmony.phantom.anatomy import Grid, build_anatomy, sample_patient
-from ctharmony.phantom.archive import liver_total_volume_ml
-from ctharmony.phantom.tissues import LABEL, LIVER_LABELS, TISSUES
+from ctharmony.phantom.generate import liver_total_volume_ml
+from ctharmony.scanmodel.anatomy import Grid, build_anatomy, sample_patient
+from ctharmony.scanmodel.tissues import LABEL, LIVER_LABELS, TISSUES
 
 COARSE = Grid(shape=(44, 64, 64), spacing=(5.0, 5.5, 5.5), origin=(-173.25, -173.25, -120.0))
 

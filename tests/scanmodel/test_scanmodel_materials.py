@@ -7,7 +7,7 @@ import socket
 import numpy as np
 import pytest
 
-from ctharmony.phantom import materials, spectra
+from ctharmony.scanmodel import materials, spectra
 
 # docs/paper.md: mass attenuation (cm^2/g) at 40 / 60 / 80 keV
 PAPER_MU = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from ctharmony.models import build
-from ctharmony.models.segmenter import UNet2D
+from ctharmony.models.unet import UNet2D
 
 
 def test_unet_shapes_and_encoder_levels() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ctharmony.config import ConfigError
-from ctharmony.simulate.sites import load_site, site_names
+from ctharmony.scanmodel.sites import load_site, site_names
 
 
 def test_packaged_sites_load():

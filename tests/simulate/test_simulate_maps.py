@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 from ctharmony.evaluate.metrics import dice
-from ctharmony.phantom.anatomy import sample_patient
-from ctharmony.phantom.archive import patient_grid
-from ctharmony.simulate.anatomy import Augment, displacement_field, elastic, phantom_maps
-from ctharmony.simulate.sites import load_site
+from ctharmony.scanmodel.anatomy import patient_grid, sample_patient
+from ctharmony.scanmodel.sites import load_site
+from ctharmony.simulate.maps import Augment, displacement_field, elastic, phantom_maps
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -47,34 +46,17 @@ import pandas as pd
 
 from ctharmony.archive.protocols import PAPER_PROTOCOLS
 from ctharmony.phantom import physics
-from ctharmony.phantom.anatomy import Grid, build_anatomy, sample_patient
 from ctharmony.phantom.cases import GeometryCases, case_grid
 from ctharmony.phantom.dicom_writer import deterministic_uid, protocol_tags, write_ct_series
-from ctharmony.phantom.sites import Site, TiltedSite, make_sites
-from ctharmony.phantom.tissues import LABEL
 from ctharmony.phantom.truth import SLICE_MASK_SUFFIX, SliceMask, save_slice_mask
+from ctharmony.scanmodel.anatomy import Grid, build_anatomy, patient_grid, sample_patient
+from ctharmony.scanmodel.sites import ImageSite, TiltedSite, make_sites
+from ctharmony.scanmodel.tissues import LABEL
 
 log = logging.getLogger(__name__)
 PROTOCOLS = PAPER_PROTOCOLS  # one study = one series of each of the registry's six
 COLUMNS = ["patient_id", "study_uid", "site", "age_group", "liver_volume_ml",
            *[f"series_uid_{p}" for p in PROTOCOLS], "mask_path", "params"]
-
-
-def patient_grid(params: dict[str, Any], site: Site, slices: int, size: int, z_shift_mm: float) -> Grid:
-    """The scan grid, centred on the liver, with the site's slice thickness and field of view.
-
-    The FOV is the site's, tightened for small patients (at most 60 mm wider than the body, as
-    paediatric protocols do) and widened when the body would not fit.
-    """
-    ax, ay = params["body_semi_axes_mm"]
-    ox, oy = params["body_offset_mm"]
-    needed = 2.0 * (max(ax, ay) * 1.06 + max(abs(ox), abs(oy))) + 20.0
-    fov = 10.0 * math.ceil(max(needed, min(site.fov_mm, needed + 60.0)) / 10.0)
-    pixel = round(fov / size, 4)  # values DICOM's decimal strings hold exactly, so masks match the images
-    dz = site.slice_thickness_mm
-    start = round(-(size - 1) / 2.0 * pixel, 4)
-    return Grid(shape=(slices, size, size), spacing=(dz, pixel, pixel),
-                origin=(start, start, round(z_shift_mm - (slices - 1) / 2.0 * dz, 3)))
 
 
 def liver_total_volume_ml(params: dict[str, Any]) -> float:
@@ -84,7 +66,8 @@ def liver_total_volume_ml(params: dict[str, Any]) -> float:
     return float(build_anatomy(params, grid).liver_mask.sum()) * step**3 / 1000.0
 
 
-def _write_mask(mask: np.ndarray, grid: Grid, path: Path) -> None:
+def write_mask(mask: np.ndarray, grid: Grid, path: Path) -> None:
+    """``mask`` as a uint8 NIfTI on ``grid`` (regular, axial)."""
     import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(mask.astype(np.uint8))
@@ -98,7 +81,7 @@ def _write_mask(mask: np.ndarray, grid: Grid, path: Path) -> None:
         raise OSError(f"cannot write mask {path}: {err}") from err
 
 
-def generate_patient(out: Path, index: int, site: Site, *, slices: int, size: int, seed: int,
+def generate_patient(out: Path, index: int, site: ImageSite, *, slices: int, size: int, seed: int,
                      case: str = "regular", noise_sd: float | None = None) -> dict[str, Any]:
     """Generate, write and describe patient ``index`` (one study, six series, one mask).
 
@@ -155,12 +138,12 @@ def generate_patient(out: Path, index: int, site: Site, *, slices: int, size: in
     mask_rel = Path("masks") / f"{study_uid}.nii.gz"
     described = {**params, "index": index, "seed": seed, "site": site.__dict__, "grid": _describe(grid)}
     if grid.is_regular:
-        _write_mask(mask, grid, out / mask_rel)
+        write_mask(mask, grid, out / mask_rel)
     else:  # the series' own slices (exact), and the anatomy evaluated on the axial grid covering them
         slices_rel = Path("masks") / f"{study_uid}{SLICE_MASK_SUFFIX}"
         save_slice_mask(SliceMask.from_grid(mask, grid), out / slices_rel)
         cover = grid.regular_cover()
-        _write_mask(build_anatomy(params, cover).liver_mask, cover, out / mask_rel)
+        write_mask(build_anatomy(params, cover).liver_mask, cover, out / mask_rel)
         described |= {"geometry_case": case, "slice_mask_path": slices_rel.as_posix(),
                       "regular_mask_grid": _describe(cover)}
     if noise_sd is not None:

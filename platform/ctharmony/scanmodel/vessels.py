@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctharmony.phantom.tissues import LABEL
+from ctharmony.scanmodel.tissues import LABEL
 
 
 def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

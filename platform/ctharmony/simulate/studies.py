@@ -1,6 +1,6 @@
 """``ctharmony simulate``: a projection-domain simulated archive in the phantom archive's layout.
 
-Layout (as :mod:`ctharmony.phantom.archive`, plus the truth images)::
+Layout (as :mod:`ctharmony.phantom.generate`, plus the truth images)::
 
     OUT/dicom/<site>/<patient>/<series>/<nnnn>.dcm   FBP, IR, M40, M60, M80, OPT (the six protocols),
                                                      FBP_soft, FBP_sharp, IR_<level> (other kernels, strengths)
@@ -35,22 +35,21 @@ import numpy as np
 import pandas as pd
 
 from ctharmony.archive.protocols import PAPER_PROTOCOLS as PROTOCOLS
-from ctharmony.phantom.anatomy import sample_patient
-from ctharmony.phantom.archive import COLUMNS, patient_grid
 from ctharmony.phantom.dicom_writer import deterministic_uid, protocol_tags, write_ct_series
-from ctharmony.phantom.grid import Grid
-from ctharmony.simulate.anatomy import Augment, phantom_maps, real_maps
-from ctharmony.simulate.materials import MaterialMaps
+from ctharmony.phantom.generate import COLUMNS, write_mask
+from ctharmony.scanmodel.anatomy import patient_grid, sample_patient
+from ctharmony.scanmodel.grid import Grid
+from ctharmony.scanmodel.sites import ProjectionSite, load_site
+from ctharmony.simulate.maps import Augment, MaterialMaps, phantom_maps, real_maps
 from ctharmony.simulate.real import RealSource, load_real, real_grid
-from ctharmony.simulate.scan import Scanner
-from ctharmony.simulate.sites import SimSite, load_site
+from ctharmony.simulate.scanner import Scanner
 
 log = logging.getLogger(__name__)
 TRUTH = ("T40", "T60", "T80")
 ANATOMIES = ("phantom", "real")
 
 
-def site_series(site: SimSite, series: Sequence[str] | None = None) -> list[str]:
+def site_series(site: ProjectionSite, series: Sequence[str] | None = None) -> list[str]:
     """The series written at ``site``: by default the six protocols, FBP_soft, FBP_sharp and the other IR levels.
 
     With ``series``, those of them the site has (``IR_<archive level>`` too, the same image as ``IR``).
@@ -65,13 +64,13 @@ def site_series(site: SimSite, series: Sequence[str] | None = None) -> list[str]
     return [n for n in (*PROTOCOLS, "FBP_soft", "FBP_sharp", *levels) if n in set(series)]
 
 
-def series_choices(sites: Sequence[SimSite]) -> list[str]:
+def series_choices(sites: Sequence[ProjectionSite]) -> list[str]:
     """Every series name some site of ``sites`` can write."""
     names = [*PROTOCOLS, "FBP_soft", "FBP_sharp"]
     return names + sorted({f"IR_{lv}" for site in sites for lv in site.ir.strengths})
 
 
-def series_tags(site: SimSite, name: str, thickness_mm: float) -> dict[str, Any]:
+def series_tags(site: ProjectionSite, name: str, thickness_mm: float) -> dict[str, Any]:
     """DICOM tags of series ``name`` (a protocol, ``FBP_soft``, ``FBP_sharp`` or ``IR_<level>``) at ``site``."""
     k = site.kernels
     level = ""
@@ -96,26 +95,13 @@ def series_tags(site: SimSite, name: str, thickness_mm: float) -> dict[str, Any]
     return tags
 
 
-def _write_mask(mask: np.ndarray, spacing: Sequence[float], origin: Sequence[float], path: Path) -> None:
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    image.SetSpacing(tuple(float(s) for s in spacing[::-1]))
-    image.SetOrigin(tuple(float(o) for o in origin))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        sitk.WriteImage(image, str(path), True)
-    except RuntimeError as err:
-        raise OSError(f"cannot write mask {path}: {err}") from err
-
-
-def patient_scanner(site: SimSite, grid: Grid, augment: Augment, backend: str = "svmbir") -> Scanner:
+def patient_scanner(site: ProjectionSite, grid: Grid, augment: Augment, backend: str = "svmbir") -> Scanner:
     """The site's scanner for one patient: ``grid``'s matrix and field of view, mAs x ``augment.dose_scale``."""
     size = grid.shape[-1]
     return Scanner(site, size, backend=backend, mas=site.mas * augment.dose_scale, fov_mm=grid.spacing[2] * size)
 
 
-def simulate_patient(out: Path, index: int, site: SimSite, *, slices: int, size: int, seed: int,
+def simulate_patient(out: Path, index: int, site: ProjectionSite, *, slices: int, size: int, seed: int,
                      backend: str = "svmbir", series: Sequence[str] | None = None,
                      augment: bool = False) -> dict[str, Any]:
     """Simulate, write and describe phantom patient ``index`` (one study: the site's series, mask, truth).
@@ -136,7 +122,7 @@ def simulate_patient(out: Path, index: int, site: SimSite, *, slices: int, size:
                            age_group=params["age_group"])
 
 
-def simulate_real_patient(out: Path, index: int, site: SimSite, source: RealSource, *, size: int, seed: int,
+def simulate_real_patient(out: Path, index: int, site: ProjectionSite, source: RealSource, *, size: int, seed: int,
                           backend: str = "svmbir", series: Sequence[str] | None = None,
                           augment: bool = True) -> dict[str, Any]:
     """Simulate, write and describe patient ``index`` of real anatomy (``source``, see :mod:`.real`).
@@ -155,7 +141,7 @@ def simulate_real_patient(out: Path, index: int, site: SimSite, source: RealSour
                            age_group="adult")
 
 
-def _scan_and_write(out: Path, index: int, site: SimSite, grid: Grid, maps: MaterialMaps, augment: Augment, *,
+def _scan_and_write(out: Path, index: int, site: ProjectionSite, grid: Grid, maps: MaterialMaps, augment: Augment, *,
                     seed: int, backend: str, series: Sequence[str] | None, patient_id: str, uid_root: str,
                     params: dict[str, Any], description: str, age_group: str) -> dict[str, Any]:
     """Scan ``maps`` at ``site``, write the chosen series, the truth and the mask; return the table row."""
@@ -192,7 +178,7 @@ def _scan_and_write(out: Path, index: int, site: SimSite, grid: Grid, maps: Mate
     for name in TRUTH:
         np.savez_compressed(truth_dir / f"{name}.npz", hu=images[name], positions=grid.slice_positions())
     mask_rel = Path("masks") / f"{study_uid}.nii.gz"
-    _write_mask(maps.liver, grid.spacing, grid.origin, out / mask_rel)
+    write_mask(maps.liver, grid, out / mask_rel)
     row["liver_volume_ml"] = float(maps.liver.sum()) * float(np.prod(grid.spacing)) / 1000.0
     row["mask_path"] = mask_rel.as_posix()
     row["params"] = json.dumps({**params, "index": index, "seed": seed, "simulator": "ctharmony.simulate",

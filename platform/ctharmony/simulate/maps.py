@@ -1,7 +1,10 @@
-"""Material maps for the simulation: the phantom's anatomies, and real CT volumes (HU -> water / bone / iodine).
+"""Material maps, the simulator's input: water and bone fractions plus iodine, from the anatomy model or real CT.
 
-Phantom: the patient's tissue labels (:func:`ctharmony.phantom.anatomy.build_anatomy`) become water and
-bone fractions (:func:`~ctharmony.simulate.materials.label_basis`) plus its iodine map. A slice of
+:class:`MaterialMaps` holds the three basis maps (:data:`ctharmony.scanmodel.materials.BASIS`): a slice is
+projected once, and every spectrum combines the three line integrals.
+
+Phantom: the patient's tissue labels (:func:`ctharmony.scanmodel.anatomy.build_anatomy`) become water and
+bone fractions (:func:`~ctharmony.scanmodel.materials.label_basis`) plus its iodine map. A slice of
 thickness T is the mean of ``sub`` thin slices across it (projection is linear, so this is the thick
 slice's line integral; the non-linear partial-volume effect is left out); the true liver mask is the
 central thin slice's (the phantom's own mask of that slice).
@@ -14,7 +17,7 @@ air-fat mix below fat, fat-soft tissue mix up to soft tissue (+50 HU), soft tiss
 kernel's blur is undone to first order (unsharp mask with its PSF, the "resolution boost") before
 resampling, so re-simulation does not blur twice. :class:`Augment` varies the iodine (level and
 liver-to-vessel phase), the body scale, the dose (the site's mAs times ``dose_scale``, applied by the
-scanner: :func:`ctharmony.simulate.archive.patient_scanner`) and the shape (:func:`elastic`: a smooth random
+scanner: :func:`ctharmony.simulate.studies.patient_scanner`) and the shape (:func:`elastic`: a smooth random
 warp of the maps and the liver mask together), so one real patient yields many.
 
 Example:
@@ -33,14 +36,38 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ctharmony.phantom import materials as icru
-from ctharmony.phantom.anatomy import build_anatomy
-from ctharmony.phantom.grid import Grid
-from ctharmony.simulate.materials import MaterialMaps, label_basis, tissue_basis
+from ctharmony.scanmodel import materials as icru
+from ctharmony.scanmodel.anatomy import build_anatomy
+from ctharmony.scanmodel.grid import Grid
+from ctharmony.scanmodel.materials import basis_attenuation, label_basis, tissue_basis
 
 EFFECTIVE_KEV = 70.0  # a 120 kVp image's CT numbers ~ those of 70 keV
 BONE_HU = 250.0  # above: soft tissue + bone; below: soft tissue + iodine
 SOURCE_PSF_MM = 0.6  # blur of a standard source kernel (e.g. Br38f), undone by the resolution boost
+
+
+@dataclasses.dataclass
+class MaterialMaps:
+    """Water and bone fractions and iodine (mg/mL) of one or more slices, (z, y, x) or (y, x), on a square grid.
+
+    ``liver`` is the true liver mask (optional), ``pixel_mm`` the in-plane spacing.
+    """
+
+    water: np.ndarray
+    bone: np.ndarray
+    iodine: np.ndarray
+    pixel_mm: float
+    liver: np.ndarray | None = None
+
+    def stack(self) -> np.ndarray:
+        """(3, ...) float32: the maps in :data:`BASIS` order."""
+        return np.stack([self.water, self.bone, self.iodine]).astype(np.float32)
+
+    def mono_hu(self, kev: float) -> np.ndarray:
+        """Noise-free, unblurred CT numbers at a monochromatic energy (the truth images T40 / T60 / T80)."""
+        mu = basis_attenuation(np.asarray([kev]))[:, 0]
+        total = mu[0] * self.water + mu[1] * self.bone + mu[2] * self.iodine
+        return (1000.0 * (total - mu[0]) / mu[0]).astype(np.float32)
 
 
 def phantom_maps(params: dict[str, Any], grid: Grid, sub: int = 3) -> MaterialMaps:
