@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ctharmony.archive.catalog import build_catalog, read_catalog
 from ctharmony.archive.pseudonym import SALT_ENV, pinned_salt
-from ctharmony.benchmark.plan import BenchmarkPlan
-from ctharmony.benchmark.run import simulate_subset
+from ctharmony.benchmark.design import BenchmarkPlan
+from ctharmony.benchmark.workflow import simulate_subset
 from ctharmony.train.data import split_by_patient, study_records
 
 

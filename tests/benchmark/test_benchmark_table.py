@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctharmony.benchmark.plan import SYNTHETIC, UNSEEN
+from ctharmony.benchmark.design import SYNTHETIC, UNSEEN
 from ctharmony.benchmark.table import subset_table, worst_protocol
 from ctharmony.evaluate.cohort import summarize
 
@@ -57,8 +57,8 @@ def test_table_holds_the_cohort_means_per_protocol_and_method() -> None:
 
 def test_radiomics_reproducibility_reaches_benchmark_json_report_and_metrics() -> None:
     """Each seed's cohort-level share of reproducible features, averaged over seeds with their range."""
-    from ctharmony.benchmark.report import benchmark_metrics, radiomics_markdown
-    from ctharmony.benchmark.run import radiomics_document, radiomics_shares
+    from ctharmony.benchmark.publish import benchmark_metrics, radiomics_markdown
+    from ctharmony.benchmark.workflow import radiomics_document, radiomics_shares
 
     def summary(gan: float) -> pd.DataFrame:
         return pd.DataFrame({"protocol": ["M40", "M40"], "method": ["original", "harmonized"],

@@ -12,12 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from ctharmony import tracking
-from ctharmony.benchmark.plan import REAL, SYNTHETIC, BenchmarkPlan, Subset
+from ctharmony.benchmark.design import REAL, SYNTHETIC, BenchmarkPlan, Subset
 from ctharmony.benchmark.pooled import Pooled
-from ctharmony.benchmark.report import benchmark_metrics
-from ctharmony.benchmark.run import BenchmarkOutcome, write_outcome
+from ctharmony.benchmark.publish import benchmark_metrics
 from ctharmony.benchmark.table import check_targets
 from ctharmony.benchmark.verdicts import comparisons
+from ctharmony.benchmark.workflow import BenchmarkOutcome, write_outcome
 from ctharmony.evaluate import bootstrap
 
 SEEDS = (0, 1, 2)

@@ -2,7 +2,7 @@
 
 Train the segmenter and the harmonizer on simulated multi-site archives once per training seed, then
 convert and evaluate three test cohorts through the same pipeline, with the baselines alongside
-(:mod:`.plan` names them): synthetic test patients, real anatomy, and a site no training saw. Writes
+(:mod:`.design` names them): synthetic test patients, real anatomy, and a site no training saw. Writes
 ``benchmark.json`` (cohort x protocol x method x metric as mean and 95 % CI over exams and seeds, paired
 GAN-vs-baseline differences, targets with three-way verdicts), ``benchmark.md`` and one MLflow run.
 
@@ -18,5 +18,5 @@ from ctharmony.lazy import lazy_exports
 __all__ = ["BenchmarkOutcome", "BenchmarkPlan", "Subset", "run_benchmark"]
 
 __getattr__ = lazy_exports(__name__, {
-    "BenchmarkOutcome": "run", "BenchmarkPlan": "plan", "Subset": "plan", "run_benchmark": "run",
+    "BenchmarkOutcome": "workflow", "BenchmarkPlan": "design", "Subset": "design", "run_benchmark": "workflow",
 })

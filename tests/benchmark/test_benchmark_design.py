@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from ctharmony.benchmark.plan import BenchmarkPlan
-from ctharmony.benchmark.run import simulate_subset
+from ctharmony.benchmark.design import BenchmarkPlan
+from ctharmony.benchmark.workflow import simulate_subset
 from ctharmony.models.registry import load_spec
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from ctharmony.benchmark.plan import REAL, SYNTHETIC, UNSEEN, BenchmarkPlan, Subset
+from ctharmony.benchmark.design import REAL, SYNTHETIC, UNSEEN, BenchmarkPlan, Subset
 from ctharmony.benchmark.pooled import Pooled, exams_frame
 from ctharmony.benchmark.table import check_targets, subset_table
 from ctharmony.benchmark.verdicts import comparisons
@@ -283,7 +283,7 @@ def write_outcome(out: Path, plan: BenchmarkPlan, subsets: list[Subset], exams: 
                   radiomics: pd.DataFrame | None = None) -> BenchmarkOutcome:
     """Pool, decide, and write ``benchmark.json``, ``benchmark.md`` and ``exams.parquet``; log the MLflow run."""
     from ctharmony.archive.protocols import REFERENCE_PROTOCOL
-    from ctharmony.benchmark.report import log_benchmark, write_benchmark_report
+    from ctharmony.benchmark.publish import log_benchmark, write_benchmark_report
     from ctharmony.evaluate.cohort import summarize
 
     pooled = Pooled(exams, plan.bootstrap_replicates, plan.bootstrap_seed, plan.confidence)

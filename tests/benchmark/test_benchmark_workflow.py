@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-import ctharmony.benchmark.run as benchmark_run
-from ctharmony.benchmark.plan import BenchmarkPlan
-from ctharmony.benchmark.run import ARMS, JOURNAL, run_benchmark
+import ctharmony.benchmark.workflow as benchmark_workflow
+from ctharmony.benchmark.design import BenchmarkPlan
+from ctharmony.benchmark.workflow import ARMS, JOURNAL, run_benchmark
 
 TINY = BenchmarkPlan(
     train_patients=2, test_patients=2, unseen_patients=2, slices=4, size=64, seeds=(0,),
@@ -51,7 +51,7 @@ def test_resume_takes_the_finished_stages_and_gives_the_same_figures(first_run, 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished stage ran again on resume")
 
-    monkeypatch.setattr(benchmark_run, "simulate_subset", must_not_run)
+    monkeypatch.setattr(benchmark_workflow, "simulate_subset", must_not_run)
     monkeypatch.setattr("ctharmony.train.launch.train", must_not_run)
     monkeypatch.setattr("ctharmony.train.segmenter.train_segmenter", must_not_run)
     monkeypatch.setattr("ctharmony.infer.pipeline.convert_archive", must_not_run)
