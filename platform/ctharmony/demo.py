@@ -111,6 +111,10 @@ def _run_demo(out: Path, plan: DemoPlan | None, resume: bool) -> DemoOutcome:
         cluster.shutdown()
     values = run.values
     evaluation = values["evaluate"]
+    if evaluation.run_id:  # the stages' seconds beside the figures in the MLflow UI
+        from ctharmony.tracking import log_stage_seconds
+
+        log_stage_seconds(evaluation.run_id, run.seconds)
     return DemoOutcome(
         out=out, segmenter_uri=values["segmenter"], harmonizer_uri=values["harmonizer"],
         results=Path(values["convert (ray job submit)"]), report=Path(evaluation.files.html),

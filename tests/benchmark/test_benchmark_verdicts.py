@@ -132,6 +132,7 @@ def test_outcome_report_mlflow_and_cli(tmp_path, monkeypatch) -> None:
     run = mlflow.get_run(outcome.run_id)
     assert set(benchmark_metrics(document)) <= set(run.data.metrics)
     assert run.data.metrics["synthetic/dice_truth/M40/harmonized"] == pytest.approx(figure["mean"])
+    assert run.data.metrics["stage_seconds/simulate"] == 10.0 and run.data.metrics["seconds/total"] == 15.0
 
     import ctharmony.benchmark
     from ctharmony.cli import app

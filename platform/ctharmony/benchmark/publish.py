@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ctharmony.evaluate.cohort import order_methods, order_protocols
-from ctharmony.evaluate.mlflow_log import metric_key
+from ctharmony.tracking.store import metric_key
 
 COLUMNS = (  # (metric, header, decimals): figures pooled over exams and seeds, mean [95 % CI]
     ("dice_truth", "Dice vs truth", 3), ("dice", "Dice vs ref", 3), ("abs_volume_pct", "abs vol diff %", 2),
@@ -171,7 +171,8 @@ def write_benchmark_report(document: dict[str, Any], path: Path) -> Path:
 
 def benchmark_metrics(document: dict[str, Any]) -> dict[str, float]:
     """``<cohort>/<metric>/<protocol>/<method>[/ci_low|/ci_high]`` of every pooled figure,
-    ``gan-minus/<cohort>/<protocol>/<baseline>/<metric>[...]`` of every comparison, ``target/<i>/met`` (1 / 0)."""
+    ``gan-minus/<cohort>/<protocol>/<baseline>/<metric>[...]`` of every comparison, ``target/<i>/met`` (1 / 0),
+    ``stage_seconds/<stage>``."""
     out: dict[str, float] = {}
 
     def put(parts: tuple[str, ...], figure: dict[str, Any]) -> None:
@@ -196,6 +197,8 @@ def benchmark_metrics(document: dict[str, Any]) -> dict[str, float]:
     for i, target in enumerate(document["targets"]):
         if target["met"] is not None:
             out[metric_key("target", f"{i:02d}", "met")] = float(target["met"])
+    for stage, seconds in document["seconds"].items():
+        out[metric_key("stage_seconds", stage)] = float(seconds)
     out["seconds/total"] = float(sum(document["seconds"].values()))
     return out
 

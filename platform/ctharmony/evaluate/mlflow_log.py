@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
 
@@ -25,6 +24,7 @@ from ctharmony.evaluate.cohort import Cohort
 from ctharmony.evaluate.image_quality import COLUMNS
 from ctharmony.evaluate.report import ReportFiles
 from ctharmony.evaluate.reproducibility import summary_columns
+from ctharmony.tracking.store import metric_key
 
 DEFAULT_EXPERIMENT = "ctharmony-evaluate"
 
@@ -54,11 +54,6 @@ METRICS |= {"noise_sd_ratio_ref": "noise_sd_ratio_ref", "nps_peak_ratio_ref": "n
 METRICS |= {column: column for column in summary_columns()}
 SITE_METRICS = ("dice_mean", "abs_volume_ratio_pct_mean", "ccc", "noise_sd_hu_mean", "noise_sd_ratio_ref",
                 "mae_t80_hu_mean")
-
-
-def metric_key(*parts: str) -> str:
-    """An MLflow-safe metric name from parts joined by ``/`` (other characters become ``_``)."""
-    return "/".join(re.sub(r"[^A-Za-z0-9_.\- :]", "_", str(p)) for p in parts)
 
 
 def cohort_metrics(cohort: Cohort) -> dict[str, float]:

@@ -21,6 +21,8 @@ from ctharmony.tracking.store import (
     ensure_experiment,
     is_loopback,
     log_config,
+    log_stage_seconds,
+    metric_key,
     start_run,
     tracking_uri,
 )
@@ -33,6 +35,8 @@ __all__ = [
     "ensure_experiment",
     "is_loopback",
     "log_config",
+    "log_stage_seconds",
+    "metric_key",
     "start_run",
     "tracking_uri",
 ]

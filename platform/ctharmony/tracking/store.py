@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,23 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a host name or 0.0.0.0-like wildcard: assume reachable from elsewhere
+
+
+def metric_key(*parts: str) -> str:
+    """An MLflow-safe metric name from parts joined by ``/`` (other characters become ``_``).
+
+    Example:
+        >>> metric_key("stage_seconds", "convert (harmonized, seed 0)")
+        'stage_seconds/convert _harmonized_ seed 0_'
+    """
+    return "/".join(re.sub(r"[^A-Za-z0-9_.\- :]", "_", str(p)) for p in parts)
+
+
+def log_stage_seconds(run_id: str, seconds: Mapping[str, float]) -> None:
+    """Each stage's seconds (:func:`ctharmony.stages.run_stages`) as ``stage_seconds/<stage>`` metrics of a run."""
+    import mlflow
+
+    configure()
+    client = mlflow.MlflowClient()
+    for name, value in seconds.items():
+        client.log_metric(run_id, metric_key("stage_seconds", name), float(value))
