@@ -83,3 +83,18 @@ def test_archive_and_original_of_one_case_are_one_patient(tmp_path, real_data):
     assert len(train) == 1 and val == []  # only dcmqi's re-simulated M80 is left
     spec = load_spec("liver-unet", ["train.epochs_stage1=1", "train.patches_per_epoch=8", "train.patch_size=32"])
     assert np.isfinite(evaluate_dice(fit_segmenter(spec, train, val), train))
+
+
+def test_train_segmenter_checks_its_mix_before_training(tmp_path):
+    from typer.testing import CliRunner
+
+    from ctharmony.archive.catalog import catalog_frame, write_catalog
+    from ctharmony.cli import app
+
+    catalog = write_catalog(catalog_frame([]), tmp_path / "catalog.parquet")
+    (tmp_path / "masks").mkdir()
+    mix = _yaml(tmp_path, "originals:\n  - {series: ., mask: gone-liver.nii.gz}\n")
+    result = CliRunner().invoke(app, ["train-segmenter", "--catalog", str(catalog), "--masks",
+                                      str(tmp_path / "masks"), "--data", str(mix), "--no-register"])
+    assert result.exit_code == 2, result.output
+    assert f"--data {mix}" in result.output and f"liver mask {tmp_path / 'gone-liver.nii.gz'}" in result.output
