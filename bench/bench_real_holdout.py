@@ -66,8 +66,8 @@ def print_table(results: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--phantom", type=Path, required=True, help="catalogued phantom-anatomy archive")
-    ap.add_argument("--real", type=Path, required=True, help="catalogued multi-case real-anatomy archive")
+    ap.add_argument("--phantom", type=Path, help="catalogued phantom-anatomy archive")
+    ap.add_argument("--real", type=Path, help="catalogued multi-case real-anatomy archive")
     ap.add_argument("--cases", type=Path, default=Path("data/real"), help="folder of <case>/ + <case>-liver.nii.gz")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
@@ -84,6 +84,8 @@ def main() -> None:
     if args.table is not None:
         print_table([r for p in args.table for r in json.loads(p.read_text())["results"]])
         return
+    if args.phantom is None or args.real is None:
+        ap.error("--phantom and --real are needed (or --table)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     spec = load_spec("liver-unet", [f"train.epochs_stage1={args.epochs}", f"train.seed={args.seed}"])
