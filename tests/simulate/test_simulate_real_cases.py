@@ -77,3 +77,27 @@ def test_cli_pairs_series_and_masks(tmp_path, real_data):
                                       "--real-mask", str(TS[1])])
     assert "--real-series needs --anatomy real" in _error(result)
     assert not (tmp_path / "o").exists()
+
+
+def test_real_cases_from_a_catalog_and_its_masks(tmp_path, real_data):
+    """Each study of a catalogued real archive with ``<masks>/<StudyInstanceUID>.nii.gz`` is one case."""
+    import shutil
+
+    from ctharmony.archive import read_catalog
+    from ctharmony.simulate.real_cases import cases_from_catalog
+    from testkit.local_catalog import local_catalog
+
+    catalog = local_catalog(REAL_DATA, tmp_path / "catalog.parquet")
+    study = {Path(r.files[0]).parent.name: r.study_uid for r in read_catalog(catalog).series()}
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for series, mask in (TS, DCMQI):
+        shutil.copy(mask, masks / f"{study[series.name]}.nii.gz")
+    cases = cases_from_catalog(catalog, masks)
+    assert sorted((s.name, m.name) for s, m in cases) == sorted(
+        (s.name, f"{study[s.name]}.nii.gz") for s, _ in (TS, DCMQI))  # the Siemens study has no mask here
+    with pytest.raises(ValueError, match="no ok series whose study has a mask"):
+        cases_from_catalog(catalog, tmp_path)
+    result = CliRunner().invoke(app, ["simulate", str(tmp_path / "o"), "--anatomy", "real", "--real-catalog",
+                                      str(catalog)])
+    assert "--real-catalog and --real-masks go together" in _error(result)

@@ -64,6 +64,10 @@ def simulate(
         "--patients simulated patients per case (as it is, then augmented).")] = None,
     real_mask: Annotated[list[str] | None, typer.Option(
         "--real-mask", help="Real anatomy: its liver mask (NIfTI); repeatable, in --real-series' order.")] = None,
+    real_catalog: Annotated[str | None, typer.Option(
+        help="Real anatomy: a catalog of real series; each study with a mask in --real-masks is a case.")] = None,
+    real_masks: Annotated[str | None, typer.Option(
+        help="Real anatomy with --real-catalog: folder of liver masks <StudyInstanceUID>.nii.gz.")] = None,
     series: Annotated[str | None, typer.Option(help="Comma-separated series to write, e.g. FBP,IR,M40,M80 "
                                                     "(default: all).")] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Vary each patient (dose; real "
@@ -72,7 +76,8 @@ def simulate(
     """Projection-domain scanner simulation (spectra, Poisson noise, FBP kernels, IR, dual-energy mono).
 
     Real anatomy: ``ctharmony simulate OUT --anatomy real --real-series DIR --real-mask FILE --series M40,M80``;
-    several real cases: repeat ``--real-series`` / ``--real-mask`` (phantom.parquet's ``real_case`` says which).
+    several real cases: repeat ``--real-series`` / ``--real-mask``, or ``--real-catalog C --real-masks DIR``
+    (phantom.parquet's ``real_case`` says which case each simulated patient comes from).
     """
     from pathlib import Path
 
@@ -80,6 +85,17 @@ def simulate(
     from ctharmony.simulate import simulate_archive
 
     folders, masks = list(real_series or ()), list(real_mask or ())
+    if (real_catalog is None) != (real_masks is None):
+        raise typer.BadParameter("--real-catalog and --real-masks go together", param_hint="--real-catalog")
+    if real_catalog is not None:
+        from ctharmony.simulate.real_cases import cases_from_catalog
+
+        try:
+            found = cases_from_catalog(Path(real_catalog), Path(real_masks))
+        except (OSError, ValueError) as err:
+            raise typer.BadParameter(str(err), param_hint="--real-catalog") from err
+        folders += [str(f) for f, _ in found]
+        masks += [str(m) for _, m in found]
     if anatomy == "real" and (not folders or not masks):
         raise typer.BadParameter("--anatomy real needs --real-series DIR and --real-mask FILE", param_hint="--anatomy")
     if len(folders) != len(masks):

@@ -85,6 +85,37 @@ def simulate_real_cases(out: Path, cases: Sequence[tuple[Path, Path]], *, patien
     return pd.DataFrame(rows)[[*COLUMNS, *ORIGIN_COLUMNS]]
 
 
+def cases_from_catalog(catalog: Path, masks: Path) -> list[tuple[Path, Path]]:
+    """Real cases of a catalogued archive: per study with ``<masks>/<StudyInstanceUID>.nii.gz``, its ok series
+    with the most slices (ties: the first series key), as (series folder, mask).
+
+    The folder must hold that series' files only (the simulator reads a folder); errors name the series.
+    """
+    from ctharmony.archive import read_catalog
+
+    masks = Path(masks)
+    if not masks.is_dir():
+        raise ValueError(f"real masks {masks}: no such folder")
+    best: dict[str, Any] = {}
+    for row in read_catalog(catalog).series():
+        if row.status != "ok" or not (masks / f"{row.study_uid}.nii.gz").is_file():
+            continue
+        held = best.get(row.study_uid)
+        if held is None or (row.slices, held.series_key) > (held.slices, row.series_key):
+            best[row.study_uid] = row
+    if not best:
+        raise ValueError(f"real catalog {catalog}: no ok series whose study has a mask in {masks}")
+    cases = []
+    for study, row in sorted(best.items()):
+        folders = {Path(f).parent for f in row.files}
+        folder = folders.pop()
+        if folders or len([p for p in folder.iterdir() if p.is_file()]) != len(row.files):
+            raise ValueError(f"real catalog {catalog}: series {row.series_key}: its files must be the only files "
+                             "of one folder to be re-simulated")
+        cases.append((folder, masks / f"{study}.nii.gz"))
+    return cases
+
+
 def origins(table: pd.DataFrame) -> dict[str, str]:
     """Study UID -> real case of a simulated archive's table (empty for phantom anatomy)."""
     if "real_case" not in table.columns:
