@@ -59,31 +59,62 @@ def simulate(
     backend: Annotated[str, typer.Option(help="Projector backend: svmbir or skimage.")] = "svmbir",
     anatomy: Annotated[str, typer.Option(help="phantom (drawn anatomy) or real (--real-series, --real-mask).")] = (
         "phantom"),
-    real_series: Annotated[str | None, typer.Option(help="Real anatomy: a folder of one axial CT series.")] = None,
-    real_mask: Annotated[str | None, typer.Option(help="Real anatomy: its liver mask (NIfTI).")] = None,
+    real_series: Annotated[list[str] | None, typer.Option(
+        "--real-series", help="Real anatomy: a folder of one axial CT series. Repeatable: one real case each, "
+        "--patients simulated patients per case (as it is, then augmented).")] = None,
+    real_mask: Annotated[list[str] | None, typer.Option(
+        "--real-mask", help="Real anatomy: its liver mask (NIfTI); repeatable, in --real-series' order.")] = None,
+    real_catalog: Annotated[str | None, typer.Option(
+        help="Real anatomy: a catalog of real series; each study with a mask in --real-masks is a case.")] = None,
+    real_masks: Annotated[str | None, typer.Option(
+        help="Real anatomy with --real-catalog: folder of liver masks <StudyInstanceUID>.nii.gz.")] = None,
     series: Annotated[str | None, typer.Option(help="Comma-separated series to write, e.g. FBP,IR,M40,M80 "
                                                     "(default: all).")] = None,
+    augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Vary each patient (dose; real "
+                                                 "anatomy: shape, iodine too). Default: real anatomy only.")] = None,
 ) -> None:
     """Projection-domain scanner simulation (spectra, Poisson noise, FBP kernels, IR, dual-energy mono).
 
-    Real anatomy: ``ctharmony simulate OUT --anatomy real --real-series DIR --real-mask FILE --series M40,M80``.
+    Real anatomy: ``ctharmony simulate OUT --anatomy real --real-series DIR --real-mask FILE --series M40,M80``;
+    several real cases: repeat ``--real-series`` / ``--real-mask``, or ``--real-catalog C --real-masks DIR``
+    (phantom.parquet's ``real_case`` says which case each simulated patient comes from).
     """
     from pathlib import Path
 
     from ctharmony.config import ConfigError
     from ctharmony.simulate import simulate_archive
 
-    if anatomy == "real" and (real_series is None or real_mask is None):
+    folders, masks = list(real_series or ()), list(real_mask or ())
+    if (real_catalog is None) != (real_masks is None):
+        raise typer.BadParameter("--real-catalog and --real-masks go together", param_hint="--real-catalog")
+    if real_catalog is not None:
+        from ctharmony.simulate.real_cases import cases_from_catalog
+
+        try:
+            found = cases_from_catalog(Path(real_catalog), Path(real_masks))
+        except (OSError, ValueError) as err:
+            raise typer.BadParameter(str(err), param_hint="--real-catalog") from err
+        folders += [str(f) for f, _ in found]
+        masks += [str(m) for _, m in found]
+    if anatomy == "real" and (not folders or not masks):
         raise typer.BadParameter("--anatomy real needs --real-series DIR and --real-mask FILE", param_hint="--anatomy")
+    if len(folders) != len(masks):
+        raise typer.BadParameter(f"give one --real-mask per --real-series ({len(folders)} series, {len(masks)} masks)",
+                                 param_hint="--real-mask")
+    if anatomy != "real" and folders:
+        raise typer.BadParameter("--real-series needs --anatomy real", param_hint="--anatomy")
     try:
         table = simulate_archive(Path(out), patients=patients, slices=slices, size=size, seed=seed, backend=backend,
                                  sites=[s.strip() for s in sites.split(",") if s.strip()],
                                  series=None if series is None else [s.strip() for s in series.split(",") if s.strip()],
-                                 anatomy=anatomy, real_series=None if real_series is None else Path(real_series),
-                                 real_mask=None if real_mask is None else Path(real_mask))
+                                 anatomy=anatomy, real_cases=[(Path(s), Path(m)) for s, m in zip(folders, masks,
+                                                                                                  strict=True)],
+                                 augment=augment)
     except (ConfigError, ValueError) as err:
         raise typer.BadParameter(str(err)) from err
-    typer.echo(f"wrote {len(table)} simulated studies to {Path(out) / 'dicom'}; table {Path(out) / 'phantom.parquet'}")
+    cases = f" of {table['real_case'].nunique()} real cases" if "real_case" in table.columns else ""
+    typer.echo(f"wrote {len(table)} simulated studies{cases} to {Path(out) / 'dicom'}; "
+               f"table {Path(out) / 'phantom.parquet'}")
 
 
 @app.command()

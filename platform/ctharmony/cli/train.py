@@ -26,8 +26,11 @@ def train_segmenter(
     spec: Annotated[str, typer.Option("--spec", help="Segmenter spec: name or YAML path.")] = "liver-unet",
     overrides: OverrideOption = None,
     register: Annotated[bool, typer.Option("--register/--no-register", help="Register ctharmony-liver-unet.")] = True,
+    data: Annotated[str | None, typer.Option("--data", help="Training mix YAML: more archives (re-simulated real "
+                                             "anatomy) and original real images with masks (docs/real-anatomy.md)."
+                                             )] = None,
 ) -> None:
-    """Train the reference liver U-Net on M80 series only; log and register it in MLflow."""
+    """Train the reference liver U-Net on M80 series (and a --data mix); log and register it in MLflow."""
     from pathlib import Path
 
     from ctharmony.cli.preflight import PreflightError, check_catalog, check_folder, check_spec
@@ -37,11 +40,20 @@ def train_segmenter(
         check_folder(masks, "--masks")
         if check_spec(spec, overrides or []).kind != "segmenter":
             raise PreflightError(f"--spec {spec}: a harmonizer spec; train it with `ctharmony train`")
+        if data is not None:
+            from ctharmony.train.data import TrainingDataError
+            from ctharmony.train.segmenter_data import load_data_mix
+
+            try:
+                load_data_mix(data)
+            except TrainingDataError as err:
+                raise PreflightError(f"--data {data}: {err}") from err
 
     preflight(check)
     from ctharmony.train.segmenter import train_segmenter as run
 
-    outcome = run(Path(catalog), Path(masks), spec, overrides=overrides or [], register=register)
+    outcome = run(Path(catalog), Path(masks), spec, overrides=overrides or [], register=register,
+                  data=None if data is None else Path(data))
     typer.echo(f"liver U-Net: validation Dice {outcome.metrics['val/dice']:.3f}; model {outcome.model_uri}"
                + (f" (ctharmony-liver-unet version {outcome.model.version})" if register else ""))
 

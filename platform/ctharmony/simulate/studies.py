@@ -41,7 +41,7 @@ from ctharmony.scanmodel.anatomy import patient_grid, sample_patient
 from ctharmony.scanmodel.grid import Grid
 from ctharmony.scanmodel.sites import ProjectionSite, load_site
 from ctharmony.simulate.maps import Augment, MaterialMaps, phantom_maps, real_maps
-from ctharmony.simulate.real import RealSource, load_real, real_grid
+from ctharmony.simulate.real import RealSource, real_grid
 from ctharmony.simulate.scanner import Scanner
 
 log = logging.getLogger(__name__)
@@ -124,19 +124,22 @@ def simulate_patient(out: Path, index: int, site: ProjectionSite, *, slices: int
 
 def simulate_real_patient(out: Path, index: int, site: ProjectionSite, source: RealSource, *, size: int, seed: int,
                           backend: str = "svmbir", series: Sequence[str] | None = None,
-                          augment: bool = True) -> dict[str, Any]:
+                          augment: bool = True, patient_id: str | None = None,
+                          case: str | None = None) -> dict[str, Any]:
     """Simulate, write and describe patient ``index`` of real anatomy (``source``, see :mod:`.real`).
 
     ``augment``: patient ``index > 0`` is ``Augment.draw(default_rng([seed, index]))`` of the source;
-    patient 0 (and every patient without ``augment``) the source as it is.
+    patient 0 (and every patient without ``augment``) the source as it is. ``patient_id`` (default
+    ``SIMULATED-REAL-<index>``) and ``case`` (the real case's name, kept in ``params``): see :mod:`.real_cases`.
     """
     aug = Augment.draw(np.random.default_rng([seed, index])) if augment and index > 0 else Augment()
     grid = real_grid(source, site, size, aug.body_scale)
     maps = real_maps(source.hu, source.pixel_mm, size, grid.spacing[2] * size, liver=source.liver, augment=aug)
     params = {"anatomy": "real", "augment": dataclasses.asdict(aug), "source_liver_ml": source.liver_volume_ml(),
-              "fov_mm": grid.spacing[2] * size}
+              "fov_mm": grid.spacing[2] * size, **({"real_case": case} if case else {})}
     return _scan_and_write(out, index, site, grid, maps, aug, seed=seed, backend=backend, series=series,
-                           patient_id=f"SIMULATED-REAL-{index:04d}", uid_root="simulate-real", params=params,
+                           patient_id=patient_id or f"SIMULATED-REAL-{index:04d}", uid_root="simulate-real",
+                           params=params,
                            description="CT Abdomen DE portal venous (simulation, real anatomy)",
                            age_group="adult")
 
@@ -200,7 +203,7 @@ def simulate_archive(out: Path, patients: int = 2, slices: int = 8, size: int = 
                      sites: Sequence[str] = ("siemens-force", "ge-revolution"), seed: int = 0,
                      backend: str = "svmbir", *, series: Sequence[str] | None = None, anatomy: str = "phantom",
                      real_series: Path | None = None, real_mask: Path | None = None,
-                     augment: bool | None = None) -> pd.DataFrame:
+                     real_cases: Sequence[tuple[Path, Path]] = (), augment: bool | None = None) -> pd.DataFrame:
     """Write a simulated multi-site archive under ``out`` (layout in the module docstring); return its table.
 
     Args:
@@ -213,7 +216,8 @@ def simulate_archive(out: Path, patients: int = 2, slices: int = 8, size: int = 
         backend: projector backend (``svmbir`` or ``skimage``).
         series: series to write per patient (:func:`series_choices`); None: :func:`site_series`' default.
         anatomy: ``phantom`` or ``real`` (then ``real_series``, a DICOM folder, and ``real_mask``, its
-            liver mask, are needed).
+            liver mask, or ``real_cases``, several such pairs, are needed: ``patients`` per real case,
+            see :mod:`.real_cases`; the table then has ``real_case`` and ``real_copy`` columns).
         augment: vary each patient (see :func:`simulate_patient`, :func:`simulate_real_patient`); None:
             yes for real anatomy, no for the phantom (whose results are then those of earlier versions).
 
@@ -234,26 +238,30 @@ def simulate_archive(out: Path, patients: int = 2, slices: int = 8, size: int = 
         if unknown or not len(series):
             raise ValueError(f"simulate_archive: unknown series {', '.join(unknown) or '(none given)'}; "
                              f"choices: {', '.join(choices)}")
-    source = None
+    cases = [*real_cases, *([(real_series, real_mask)] if real_series is not None or real_mask is not None else [])]
     if anatomy == "real":
         missing = [n for n, v in (("real_series", real_series), ("real_mask", real_mask)) if v is None]
-        if missing:
-            raise ValueError(f"simulate_archive: anatomy 'real' needs {' and '.join(missing)}")
-        source = load_real(Path(real_series), Path(real_mask), slices)
+        if not cases or len(missing) == 1:
+            raise ValueError(f"simulate_archive: anatomy 'real' needs {' and '.join(missing)} (or real_cases)")
+        if any(None in case for case in cases):
+            raise ValueError("simulate_archive: each of real_cases needs a series folder and a mask")
+    elif cases:
+        raise ValueError("simulate_archive: real series or masks given with anatomy 'phantom'")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    rows = []
-    for i in range(patients):
-        site = site_list[i % len(site_list)]
-        if source is None:
-            rows.append(simulate_patient(out, i, site, slices=slices, size=size, seed=seed, backend=backend,
-                                         series=series, augment=bool(augment)))
-        else:
-            rows.append(simulate_real_patient(out, i, site, source, size=size, seed=seed, backend=backend,
-                                              series=series, augment=augment is None or augment))
-    table = pd.DataFrame(rows)[COLUMNS]
+    if anatomy == "real":
+        from ctharmony.simulate.real_cases import check_cases, simulate_real_cases
+
+        check_cases(cases)  # before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        table = simulate_real_cases(out, cases, patients=patients, slices=slices, size=size, sites=site_list,
+                                    seed=seed, backend=backend, series=series, augment=augment)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        table = pd.DataFrame([simulate_patient(out, i, site_list[i % len(site_list)], slices=slices, size=size,
+                                               seed=seed, backend=backend, series=series, augment=bool(augment))
+                              for i in range(patients)])[COLUMNS]
     table.to_parquet(out / "phantom.parquet", index=False)
-    log.info("simulated %s archive: %d patients x %d slices at %dx%d in %.1f s (%s)", anatomy, patients,
-             slices if source is None else len(source.hu), size, size, time.perf_counter() - start, out)
+    log.info("simulated %s archive: %d patients (%d real cases) x %d slices at %dx%d in %.1f s (%s)", anatomy,
+             len(table), len(cases), slices, size, size, time.perf_counter() - start, out)
     return table

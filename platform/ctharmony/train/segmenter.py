@@ -160,8 +160,13 @@ def train_segmenter(
     overrides: Sequence[str] = (),
     register: bool = True,
     experiment: str = EXPERIMENT,
+    data: Any = None,
 ) -> SegmenterOutcome:
-    """Train on the M80 series with their masks; log to MLflow, register ``ctharmony-liver-unet``."""
+    """Train on the M80 series with their masks; log to MLflow, register ``ctharmony-liver-unet``.
+
+    ``data``: a mix (:class:`~ctharmony.train.segmenter_data.SegmenterData` or its YAML) of more archives,
+    re-simulated real ones among them, and original real images with masks; ``catalog`` / ``masks`` join it.
+    """
     import mlflow
 
     from ctharmony import tracking
@@ -171,10 +176,16 @@ def train_segmenter(
     spec = load_spec(spec, overrides)
     if spec.kind != "segmenter":
         raise ValueError(f"spec {spec.name!r} is a {spec.kind}, not a segmenter")
-    records = m80_records(read_catalog(catalog).series(), masks, spec.train.target_protocol)
-    train_recs, val_recs = split_by_patient(records, spec.train.val_fraction, spec.train.seed)
-    train = [read_mask_on_grid(r["mask"], r["files"]) for r in train_recs]
-    val = [read_mask_on_grid(r["mask"], r["files"]) for r in val_recs]
+    if data is not None:
+        from ctharmony.train.segmenter_data import mixed_pairs
+
+        train, val = mixed_pairs(data, spec.train.target_protocol, spec.train.val_fraction, spec.train.seed,
+                                 catalog=catalog, masks=masks)
+    else:
+        records = m80_records(read_catalog(catalog).series(), masks, spec.train.target_protocol)
+        train_recs, val_recs = split_by_patient(records, spec.train.val_fraction, spec.train.seed)
+        train = [read_mask_on_grid(r["mask"], r["files"]) for r in train_recs]
+        val = [read_mask_on_grid(r["mask"], r["files"]) for r in val_recs]
     log.info("segmenter: %d training and %d validation series (M80)", len(train), len(val))
     with tracking.start_run(experiment, run_name=spec.name, config=spec,
                             tags={"ctharmony.kind": "segmenter"}) as run:
