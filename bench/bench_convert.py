@@ -294,7 +294,7 @@ def bench_archive(label: str, catalog: Path, out: Path, models: tuple[str, str],
         print(f"{run[0].amp} vs fp32 ({args.agree_slices} slices a series): harmonized |dHU| mean "
               f"{agree['mean_abs_hu']:.3f}, p99 {agree['p99_abs_hu']:.3f}; masks Dice original "
               f"{agree['dice_original']:.5f}, harmonized {agree['dice_harmonized']:.5f} (liver fraction "
-              f"{agree['liver_fraction_original']:.3f})")
+              f"{agree['liver_fraction_original']:.3f} / {agree['liver_fraction_harmonized']:.3f})")
 
 
 def predictors_on_device(size: int = 512) -> None:
