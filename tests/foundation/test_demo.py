@@ -72,7 +72,9 @@ def test_demo_runs_every_stage_and_mlflow_holds_its_runs(tmp_path, isolated_home
     assert len(client.get_metric_history(train_run.info.run_id, "val/mae_hu/M40")) == 2  # one per epoch
     evaluation = by_experiment["ctharmony-evaluate"]
     assert {"dice/M40/original", "dice/M40/harmonized", "ccc/M40/harmonized"} <= set(evaluation.data.metrics)
-    assert evaluation.data.metrics["stage_seconds/harmonizer"] == pytest.approx(outcome.seconds["harmonizer"])
+    evaluations = [r for r in runs if mlflow.get_experiment(r.info.experiment_id).name == "ctharmony-evaluate"]
+    assert any(abs(r.data.metrics.get("stage_seconds/harmonizer", -1) - outcome.seconds["harmonizer"]) < 1e-6
+               for r in evaluations)  # this demo's stage seconds on its evaluation run
     artifacts = [a.path for a in client.list_artifacts(evaluation.info.run_id, "report")]
     assert any(path.endswith("report.html") for path in artifacts)
     for name in ("ctharmony-harmonizer", "ctharmony-liver-unet"):

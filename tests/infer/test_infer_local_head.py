@@ -68,3 +68,26 @@ def test_submit_command_uploads_the_staged_code_and_makes_paths_absolute(tmp_pat
     assert command[command.index("--") + 1:] == [
         "python", "convert_archive.py", "--catalog", str(tmp_path / "c.parquet"), "--harmonizer",
         "models:/ctharmony-harmonizer@champion", "--segmenter", str(tmp_path / "seg"), "--out", "/abs/out"]
+
+
+def test_a_submit_refused_before_the_job_agent_is_up_is_submitted_again(monkeypatch):
+    """Ray's job server can answer before the head's job agent registers (a loaded machine): the job never
+    started, so it is submitted again; any other failure is the job's own and is returned at once."""
+    from ctharmony.infer import local_head
+
+    answers = [(1, f"RuntimeError: Request failed with status code 500: {local_head.NO_AGENT}, please try again"),
+               (1, f"... {local_head.NO_AGENT} ..."), (0, "job succeeded")]
+    calls = []
+
+    def fake_stream(command, cwd, env, timeout_s, echo):
+        calls.append(command)
+        return answers[len(calls) - 1]
+
+    monkeypatch.setattr(local_head, "_stream", fake_stream)
+    monkeypatch.setattr(local_head, "AGENT_WAIT_S", 0.0)
+    head = local_head.LocalHead(None, "http://127.0.0.1:1", "127.0.0.1:2", None)
+    assert local_head.submit_and_stream(head, ["--out", "/o"], echo=False) == (0, "job succeeded")
+    assert len(calls) == 3 and calls[0] == calls[2]
+    calls.clear()
+    answers[:] = [(1, "Traceback: the job itself failed")]
+    assert local_head.submit_and_stream(head, ["--out", "/o"], echo=False)[0] == 1 and len(calls) == 1

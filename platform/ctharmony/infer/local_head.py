@@ -130,6 +130,9 @@ def _jobs_api_ready(head: LocalHead, env: dict[str, str] | None) -> bool:
 
 
 PATH_OPTIONS = ("--catalog", "--out", "--harmonizer", "--segmenter")
+NO_AGENT = "No available agent to submit job"  # Ray's answer before the head's job agent has registered
+SUBMIT_ATTEMPTS = 5
+AGENT_WAIT_S = 3.0
 
 
 def absolute_job_args(job_args: Sequence[str]) -> list[str]:
@@ -161,7 +164,16 @@ def submit_and_stream(head: LocalHead, job_args: Sequence[str], *, script: str =
     with tempfile.TemporaryDirectory(prefix="ctharmony-job-") as tmp:
         staged = stage_job_code(tmp, script)
         command = submit_command(head.dashboard_url, job_args, staged)
-        return _stream(command, staged.working_dir, env, timeout_s, echo)
+        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+            code, logs = _stream(command, staged.working_dir, env, timeout_s, echo)
+            if code == 0 or NO_AGENT not in logs or attempt == SUBMIT_ATTEMPTS:
+                return code, logs
+            # The job server answers before the head's job agent has registered (slow on a loaded machine):
+            # the job was never started, so submitting again is safe.
+            log.warning("the head's job agent is not up yet (attempt %d of %d): submitting again", attempt,
+                        SUBMIT_ATTEMPTS)
+            time.sleep(AGENT_WAIT_S * attempt)
+    return code, logs
 
 
 def _stream(command: list[str], cwd: Path, env: dict[str, str] | None, timeout_s: float | None,
