@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ctharmony.stages import Stage, run_stages
+from ctharmony.stages import JOURNAL, Stage, run_stages
 
 log = logging.getLogger("ctharmony.demo")
 ARCHIVES = ("phantom", "simulated")
@@ -79,9 +79,6 @@ class DemoOutcome:
 # random salt (ctharmony.archive.pseudonym). The value is the one earlier versions used by default, so the
 # demo's table is the one README shows.
 DEMO_SALT = "ctharmony-default-salt-v1"
-
-
-JOURNAL = "stages.json"  # the finished stages, for --resume
 
 
 def run_demo(out: Path, plan: DemoPlan | None = None, *, resume: bool = False) -> DemoOutcome:

@@ -35,6 +35,7 @@ from ctharmony import console
 T = TypeVar("T")
 log = logging.getLogger("ctharmony.stages")
 JOURNAL_VERSION = 1
+JOURNAL = "stages.json"  # the journal's name in a job's output folder (demo, benchmark: for --resume)
 
 
 @dataclasses.dataclass(frozen=True)

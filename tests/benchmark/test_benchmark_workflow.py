@@ -9,7 +9,8 @@ import pytest
 
 import ctharmony.benchmark.workflow as benchmark_workflow
 from ctharmony.benchmark.design import BenchmarkPlan
-from ctharmony.benchmark.workflow import ARMS, JOURNAL, run_benchmark
+from ctharmony.benchmark.workflow import ARMS, run_benchmark
+from ctharmony.stages import JOURNAL
 
 TINY = BenchmarkPlan(
     train_patients=2, test_patients=2, unseen_patients=2, slices=4, size=64, seeds=(0,),

@@ -39,10 +39,9 @@ from ctharmony.benchmark.design import REAL, SYNTHETIC, UNSEEN, BenchmarkPlan, S
 from ctharmony.benchmark.pooled import Pooled, exams_frame
 from ctharmony.benchmark.table import check_targets, subset_table
 from ctharmony.benchmark.verdicts import comparisons
-from ctharmony.stages import Stage, run_stages
+from ctharmony.stages import JOURNAL, Stage, run_stages
 
 log = logging.getLogger("ctharmony.benchmark")
-JOURNAL = "stages.json"  # the finished stages, for --resume
 
 
 @dataclasses.dataclass
