@@ -4,7 +4,8 @@ It stands in for the paper's commercial segmenter: trained on the reference reco
 it works on M80 and fails where intensities shift (M40) — the failure harmonization must repair.
 Masks are the phantom's ``<masks>/<StudyInstanceUID>.nii.gz``, sampled (nearest neighbour) on the
 series' own slice planes in physical space (``evaluate.metrics.truth_on_grid``). Random patches
-(``train.patch_size``; 0: whole slices), Dice + BCE, Adam; validation Dice on held-out patients.
+(``train.patch_size``; 0: whole slices), Dice + BCE, Adam; validation Dice on held-out patients, and the
+epoch with the best validation Dice is the model (``train.keep: best``; ``last`` keeps the last epoch).
 
 Example::
 
@@ -192,6 +193,10 @@ def train_segmenter(
 ) -> SegmenterOutcome:
     """Train on the M80 series with their masks; log to MLflow, register ``ctharmony-liver-unet``.
 
+    The model is the epoch ``train.keep`` names (default: the best validation Dice); MLflow gets ``val/dice``
+    and ``train/loss`` per epoch, then ``best_epoch`` (the epoch kept) and ``best/val_dice`` (its validation
+    Dice); ``metrics`` holds the kept model's ``val/dice`` and ``best_epoch``.
+
     ``data``: a mix (:class:`~ctharmony.train.segmenter_data.SegmenterData` or its YAML) of more archives,
     re-simulated real ones among them, and original real images with masks; ``catalog`` / ``masks`` join it.
     """
@@ -218,11 +223,17 @@ def train_segmenter(
     with tracking.start_run(experiment, run_name=spec.name, config=spec,
                             tags={"ctharmony.kind": "segmenter"}) as run:
         mlflow.log_params({"train_series": len(train), "val_series": len(val)})
+        kept: dict[str, float] = {}
+
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=epoch)
 
-        model = fit_segmenter(spec, train, val, on_epoch=on_epoch)
-        final = {"val/dice": evaluate_dice(model, val)}
+        def on_keep(epoch: int, metrics: dict[str, float]) -> None:
+            kept.update({"best_epoch": epoch, "best/val_dice": metrics.get("val/dice", float("nan"))})
+
+        model = fit_segmenter(spec, train, val, on_epoch=on_epoch, on_keep=on_keep)
+        mlflow.log_metrics(kept)  # the epoch kept (train.keep: best validation Dice, or the last) and its Dice
+        final = {"val/dice": evaluate_dice(model, val), "best_epoch": kept["best_epoch"]}  # of the kept model
         registered = REGISTERED["segmenter"] if register else None
         info = log_model(model, "segmenter", registered_model_name=registered)
         return SegmenterOutcome(model=model, run_id=run.info.run_id, model_uri=info.model_uri, metrics=final)
