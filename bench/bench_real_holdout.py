@@ -14,7 +14,9 @@ For each real case ``c`` of the real archive (``phantom.parquet``'s ``real_case`
 
 Then pooled Dice of each model against case ``c``'s true liver on its re-simulated M80 (every simulated
 copy: as it is and augmented) and on its original image (resampled as the mix resamples originals).
-Nothing is chosen on the held-out case: spec, epochs, seed and mix are fixed before the loop.
+Nothing is chosen on the held-out case: spec, epochs, seed and mix are fixed before the loop. The segmenter
+keeps the epoch of ``train.keep`` (default: best validation Dice on held-out *phantom* patients;
+``--keep last`` for the previous behaviour); the JSON records that epoch and the validation curve.
 Both archives must be catalogued (``catalog.parquet`` in each folder).
 """
 
@@ -48,6 +50,15 @@ def held_out_pairs(real: Path, case: str) -> list[tuple[np.ndarray, np.ndarray]]
     return [read_mask_on_grid(r["mask"], r["files"]) for r in m80_records(rows, real / "masks")]
 
 
+def fit(spec, train: list, val: list) -> tuple[object, int, list[float]]:
+    """The segmenter, the epoch it kept, and its validation Dice after each epoch."""
+    curve: list[float] = []
+    kept: dict[str, int] = {}
+    model = fit_segmenter(spec, train, val, on_epoch=lambda e, m: curve.append(round(m["val/dice"], 3)),
+                          on_keep=lambda e, m: kept.update(epoch=e))
+    return model, kept["epoch"], curve
+
+
 def print_table(results: list[dict]) -> None:
     """The results as a Markdown table, one row per held-out case (runs of one case's arms merged)."""
     merged: dict[str, dict] = {}
@@ -73,6 +84,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slices", type=int, default=16, help="central slices of each original")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--keep", choices=("best", "last"), default="best", help="the epoch the segmenter keeps "
+                    "(train.keep: best validation Dice, or the last)")
     ap.add_argument("--only", action="append", default=None, help="hold out only this case (repeatable): "
                     "run the folds as separate processes")
     ap.add_argument("--arms", default="phantom-only,real-anatomy", help="comma-separated arms to train "
@@ -88,12 +101,13 @@ def main() -> None:
         ap.error("--phantom and --real are needed (or --table)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    spec = load_spec("liver-unet", [f"train.epochs_stage1={args.epochs}", f"train.seed={args.seed}"])
+    spec = load_spec("liver-unet", [f"train.epochs_stage1={args.epochs}", f"train.seed={args.seed}",
+                                     f"train.keep={args.keep}"])
     names = sorted(set(pd.read_parquet(args.real / "phantom.parquet")["real_case"]))
     phantom = ArchiveSource(args.phantom / "catalog.parquet", args.phantom / "masks")
     size = int(read_catalog(phantom.catalog).series()[0].rows)
     wanted = [a.strip() for a in args.arms.split(",") if a.strip()]
-    models: dict[SegmenterData, object] = {}
+    models: dict[SegmenterData, tuple] = {}  # model, kept epoch, validation curve
     results = []
     for held in [n for n in names if args.only is None or n in args.only]:
         others = [n for n in names if n != held]
@@ -112,8 +126,10 @@ def main() -> None:
             start = time.perf_counter()
             train, val = mixed_pairs(data, spec.train.target_protocol, spec.train.val_fraction, spec.train.seed)
             if data not in models:
-                models[data] = fit_segmenter(spec, train, val)
-            model = models[data]
+                models[data] = fit(spec, train, val)
+            model, epoch, curve = models[data]
+            row[f"{arm}/epoch"] = epoch  # the epoch kept (train.keep; best validation Dice by default)
+            row[f"{arm}/val_curve"] = curve  # validation Dice after each epoch
             row[f"{arm}/m80"] = round(evaluate_dice(model, test_sim), 3)
             row[f"{arm}/original"] = round(evaluate_dice(model, test_orig), 3)
             row[f"{arm}/val"] = round(evaluate_dice(model, val), 3)
@@ -122,7 +138,8 @@ def main() -> None:
         results.append(row)
     print_table(results)
     if args.json:
-        args.json.write_text(json.dumps({"epochs": args.epochs, "seed": args.seed, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"epochs": args.epochs, "seed": args.seed, "keep": args.keep,
+                                         "results": results}, indent=1))
 
 
 if __name__ == "__main__":

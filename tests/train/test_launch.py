@@ -36,7 +36,7 @@ def tiny_archive(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "--set", "train.epochs_stage1=2", "--set", "train.batch_size=4",
     ])
     assert result.exit_code == 0, result.output
-    assert "ctharmony-liver-unet version" in result.output
+    assert "ctharmony-liver-unet version" in result.output and "kept)" in result.output
     version = mlflow.MlflowClient().search_model_versions("name='ctharmony-liver-unet'")[0].version
     return {"root": root, "catalog": root / "catalog.parquet", "segmenter": f"models:/ctharmony-liver-unet/{version}"}
 
@@ -49,7 +49,9 @@ def test_segmenter_cli_logged_a_run_and_a_usable_model(tiny_archive: dict[str, o
     runs = mlflow.search_runs(experiment_names=["ctharmony-segmenter"], output_format="list")
     history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "val/dice")
     assert [m.step for m in history] == [1, 2] and all(0.0 <= m.value <= 1.0 for m in history)
-    assert runs[0].data.params["kind"] == "segmenter"
+    best = max(history, key=lambda m: (m.value, -m.step))  # the best validation Dice, the earlier on ties
+    assert runs[0].data.metrics["best_epoch"] == best.step and runs[0].data.metrics["best/val_dice"] == best.value
+    assert runs[0].data.params["kind"] == "segmenter" and runs[0].data.params["train.keep"] == "best"
 
 
 def test_ddp_run_killed_after_an_epoch_resumes_and_registers(tiny_archive: dict[str, object],

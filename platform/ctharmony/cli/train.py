@@ -54,7 +54,8 @@ def train_segmenter(
 
     outcome = run(Path(catalog), Path(masks), spec, overrides=overrides or [], register=register,
                   data=None if data is None else Path(data))
-    typer.echo(f"liver U-Net: validation Dice {outcome.metrics['val/dice']:.3f}; model {outcome.model_uri}"
+    typer.echo(f"liver U-Net: validation Dice {outcome.metrics['val/dice']:.3f} (epoch "
+               f"{outcome.metrics['best_epoch']:.0f} kept); model {outcome.model_uri}"
                + (f" (ctharmony-liver-unet version {outcome.model.version})" if register else ""))
 
 

@@ -95,6 +95,13 @@ class TrainSpec:
     protocols: tuple[str, ...] = ("FBP", "IR", "M40", "M60", "M80", "OPT")
     segmenter: str | None = None  # model URI of the reference segmenter (Dice, perceptual features)
     threads_per_worker: int = 1
+    # segmenter: the epoch whose weights it keeps, "best" (highest validation Dice, the earlier on ties) or "last";
+    # without validation patients it keeps the last
+    keep: str = "best"
+
+    def __post_init__(self) -> None:
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"train.keep must be 'best' or 'last', got {self.keep!r}")
 
 
 @dataclasses.dataclass

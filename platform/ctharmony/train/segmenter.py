@@ -4,7 +4,8 @@ It stands in for the paper's commercial segmenter: trained on the reference reco
 it works on M80 and fails where intensities shift (M40) — the failure harmonization must repair.
 Masks are the phantom's ``<masks>/<StudyInstanceUID>.nii.gz``, sampled (nearest neighbour) on the
 series' own slice planes in physical space (``evaluate.metrics.truth_on_grid``). Random patches
-(``train.patch_size``; 0: whole slices), Dice + BCE, Adam; validation Dice on held-out patients.
+(``train.patch_size``; 0: whole slices), Dice + BCE, Adam; validation Dice on held-out patients, and the
+epoch with the best validation Dice is the model (``train.keep: best``; ``last`` keeps the last epoch).
 
 Example::
 
@@ -107,8 +108,17 @@ def sample_batches(hu: np.ndarray, masks: np.ndarray, spec: ModelSpec,
 
 
 def fit_segmenter(spec: ModelSpec, train: list[tuple[np.ndarray, np.ndarray]],
-                  val: list[tuple[np.ndarray, np.ndarray]], on_epoch: Any = None) -> HUModel:
-    """Train a U-Net on (HU volume, mask) pairs (slices or patches); ``on_epoch(epoch, metrics)`` is called."""
+                  val: list[tuple[np.ndarray, np.ndarray]], on_epoch: Any = None, *,
+                  on_keep: Any = None) -> HUModel:
+    """Train a U-Net on (HU volume, mask) pairs (slices or patches) and return the epoch ``train.keep`` names.
+
+    ``on_epoch(epoch, metrics)`` is called after each epoch (1-based; ``train/loss``, ``val/dice``).
+    ``train.keep: best`` (the default) keeps the weights of the epoch with the highest validation Dice (the
+    earlier epoch on ties; ``val`` are held-out training patients, never test data), as nnU-Net and
+    Lightning checkpointing do: one bad last epoch does not decide the model. ``last`` keeps the last epoch,
+    and so does ``best`` when there is no validation pair. ``on_keep(epoch, metrics)`` is called once, at
+    the end, with the kept epoch and its metrics.
+    """
     torch.manual_seed(spec.train.seed)
     rng = np.random.default_rng(spec.train.seed)
     model = HUModel(build_network(spec), spec)
@@ -116,7 +126,12 @@ def fit_segmenter(spec: ModelSpec, train: list[tuple[np.ndarray, np.ndarray]],
     hu = np.concatenate([v for v, _ in train])[:, None]
     masks = np.concatenate([m for _, m in train])[:, None]
     epochs = spec.train.epochs_stage1 + spec.train.epochs_stage2
-    for epoch in range(epochs):
+    keep_best = spec.train.keep == "best" and bool(val)
+    if spec.train.keep == "best" and not val:
+        log.warning("segmenter: no validation pairs, so no best epoch to choose: keeping the last epoch")
+    best: tuple[int, dict[str, float], dict[str, torch.Tensor]] | None = None  # epoch, metrics, CPU weights
+    kept: tuple[int, dict[str, float]] = (0, {})
+    for epoch in range(1, epochs + 1):
         model.train()
         losses = []
         for x_np, y_np in sample_batches(hu, masks, spec, rng):
@@ -131,9 +146,23 @@ def fit_segmenter(spec: ModelSpec, train: list[tuple[np.ndarray, np.ndarray]],
             opt.step()
             losses.append(float(loss.detach()))
         metrics = {"train/loss": float(np.mean(losses)), "val/dice": evaluate_dice(model, val)}
-        log.info("segmenter epoch %d/%d: %s", epoch + 1, epochs, metrics)
+        log.info("segmenter epoch %d/%d: %s", epoch, epochs, metrics)
         if on_epoch is not None:
-            on_epoch(epoch + 1, metrics)
+            on_epoch(epoch, metrics)
+        kept, dice = (epoch, metrics), metrics["val/dice"]
+        if keep_best and np.isfinite(dice) and (best is None or dice > best[1]["val/dice"]):  # ties: the earlier
+            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # a deep copy
+            best = (epoch, metrics, state)
+    if best is not None:
+        model.load_state_dict(best[2])
+        kept = (best[0], best[1])
+        log.info("segmenter: keeping epoch %d of %d (best validation Dice %.4f)", kept[0], epochs,
+                 kept[1]["val/dice"])
+    elif epochs:
+        log.info("segmenter: keeping the last epoch (%d; train.keep=%s, %d validation pairs)", epochs,
+                 spec.train.keep, len(val))
+    if on_keep is not None:
+        on_keep(*kept)
     return model.eval()
 
 
@@ -164,6 +193,10 @@ def train_segmenter(
 ) -> SegmenterOutcome:
     """Train on the M80 series with their masks; log to MLflow, register ``ctharmony-liver-unet``.
 
+    The model is the epoch ``train.keep`` names (default: the best validation Dice); MLflow gets ``val/dice``
+    and ``train/loss`` per epoch, then ``best_epoch`` (the epoch kept) and ``best/val_dice`` (its validation
+    Dice); ``metrics`` holds the kept model's ``val/dice`` and ``best_epoch``.
+
     ``data``: a mix (:class:`~ctharmony.train.segmenter_data.SegmenterData` or its YAML) of more archives,
     re-simulated real ones among them, and original real images with masks; ``catalog`` / ``masks`` join it.
     """
@@ -190,11 +223,17 @@ def train_segmenter(
     with tracking.start_run(experiment, run_name=spec.name, config=spec,
                             tags={"ctharmony.kind": "segmenter"}) as run:
         mlflow.log_params({"train_series": len(train), "val_series": len(val)})
+        kept: dict[str, float] = {}
+
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=epoch)
 
-        model = fit_segmenter(spec, train, val, on_epoch=on_epoch)
-        final = {"val/dice": evaluate_dice(model, val)}
+        def on_keep(epoch: int, metrics: dict[str, float]) -> None:
+            kept.update({"best_epoch": epoch, "best/val_dice": metrics.get("val/dice", float("nan"))})
+
+        model = fit_segmenter(spec, train, val, on_epoch=on_epoch, on_keep=on_keep)
+        mlflow.log_metrics(kept)  # the epoch kept (train.keep: best validation Dice, or the last) and its Dice
+        final = {"val/dice": evaluate_dice(model, val), "best_epoch": kept["best_epoch"]}  # of the kept model
         registered = REGISTERED["segmenter"] if register else None
         info = log_model(model, "segmenter", registered_model_name=registered)
         return SegmenterOutcome(model=model, run_id=run.info.run_id, model_uri=info.model_uri, metrics=final)
