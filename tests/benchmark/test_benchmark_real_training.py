@@ -159,6 +159,8 @@ def test_tables_have_both_recipes_on_the_same_exams(run) -> None:
     exams = pd.read_parquet(out / "exams.parquet")
     phantom, recipe = (set(exams.loc[exams["cohort"] == c, "exam"]) for c in (REAL, recipe_cohort(REAL)))
     assert phantom == recipe
+    noise = exams[(exams["protocol"] == "M40") & (exams["method"] == "harmonized")].groupby("cohort")["noise_sd_hu"]
+    assert noise.mean()[REAL] != noise.mean()[recipe_cohort(REAL)]  # converted by another harmonizer
     assert (out / "reports" / f"real-{NAMES[0]}-real-anatomy-training").is_dir()
     report = outcome.report.read_text()
     assert "## Real-anatomy training minus phantom-only training" in report
