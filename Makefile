@@ -44,8 +44,10 @@ REAL_CASES ?= siemens-abdomen-ct ts-example-ct dcmqi-ct-3slice
 REAL_ARGS = $(foreach c,$(REAL_CASES),$(if $(wildcard $(REAL_CT)/$(c)),--real-series $(REAL_CT)/$(c) \
 	--real-mask $(REAL_CT)/$(c)-liver.nii.gz))
 SEEDS ?= 3
+# REAL_TRAINING=1: also the real-anatomy recipe (leave one real patient out; per seed 1 + (cases + 1) trainings)
+REAL_TRAINING ?=
 benchmark: setup
-	$(VENV)/bin/ctharmony benchmark --out benchmark-out --seeds $(SEEDS) $(REAL_ARGS)
+	$(VENV)/bin/ctharmony benchmark --out benchmark-out --seeds $(SEEDS) $(REAL_ARGS) $(if $(REAL_TRAINING),--real-training)
 
 bench: setup
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

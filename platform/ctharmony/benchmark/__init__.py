@@ -5,6 +5,8 @@ convert and evaluate three test cohorts through the same pipeline, with the base
 (:mod:`.design` names them): synthetic test patients, real anatomy, and a site no training saw. Writes
 ``benchmark.json`` (cohort x protocol x method x metric as mean and 95 % CI over exams and seeds, paired
 GAN-vs-baseline differences, targets with three-way verdicts), ``benchmark.md`` and one MLflow run.
+``BenchmarkPlan(real_training=True)`` (``--real-training``) adds the real-anatomy training recipe, one real
+patient left out per fold, reported beside the phantom-only recipe (:mod:`.recipe`).
 
 Example::
 

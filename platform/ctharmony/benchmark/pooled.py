@@ -36,10 +36,12 @@ class Pooled:
         self.confidence = confidence
         self.seeds = sorted(exams["seed"].unique())
         self._index: dict[str, list[str]] = {}
+        self._clusters: dict[str, list[str]] = {}
         self._draws: dict[str, bootstrap.Draws] = {}
         for cohort, rows in exams.groupby("cohort", sort=True):
             clusters = rows.drop_duplicates("exam").sort_values("exam")
             self._index[str(cohort)] = list(clusters["exam"])
+            self._clusters[str(cohort)] = [str(c) for c in clusters["cluster"]]
             self._draws[str(cohort)] = bootstrap.draw(list(clusters["cluster"]), len(self.seeds), replicates, seed)
 
     def cohorts(self) -> list[str]:
@@ -62,6 +64,14 @@ class Pooled:
         """``method - other``, paired by exam and seed."""
         diff = self.values(cohort, protocol, method, metric) - self.values(cohort, protocol, other, metric)
         return bootstrap.interval(diff, self._draws[cohort], self.confidence)
+
+    def between(self, cohort: str, other: str, protocol: str, method: str, metric: str) -> bootstrap.Interval:
+        """``cohort - other`` for two cohorts of the same exams (e.g. one converted by another training recipe's
+        models), paired by exam and seed, with ``other``'s bootstrap draws."""
+        if self._index[cohort] != self._index[other] or self._clusters[cohort] != self._clusters[other]:
+            raise ValueError(f"cohorts {cohort!r} and {other!r} do not hold the same exams and patients")
+        diff = self.values(cohort, protocol, method, metric) - self.values(other, protocol, method, metric)
+        return bootstrap.interval(diff, self._draws[other], self.confidence)
 
     def ratio(self, cohort: str, a: tuple[str, str], b: tuple[str, str], metric: str) -> tuple[float, float, float]:
         """Mean of ``metric`` for ``a`` (protocol, method) over its mean for ``b``, and the ratio's percentile CI."""

@@ -97,6 +97,22 @@ def comparisons_markdown(comparisons: Sequence[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def recipe_markdown(comparisons: Sequence[dict[str, Any]]) -> list[str]:
+    """The real-anatomy recipe minus the phantom-only recipe per cohort and protocol (harmonized Dice vs truth)."""
+    if not comparisons:
+        return []
+    lines = ["## Real-anatomy training minus phantom-only training", "",
+             "Harmonized Dice vs truth of the real-anatomy recipe (each real case converted and segmented by the "
+             "models trained without it; synthetic and unseen site by those trained on every real case) minus the "
+             "phantom-only recipe's, paired by exam and seed: mean [95 % CI] (p); better / worse when the CI "
+             "excludes 0.", "", "| cohort | protocol | Δ Dice vs truth | verdict |", "|---|---|---:|---|"]
+    for c in comparisons:
+        d = c["dice_truth"]
+        p = "" if d.get("p") is None else f" (p {d['p']:.3g})"
+        lines.append(f"| {c['cohort']} | {c['protocol']} | {ci_text(d, 3, True)}{p} | {d['verdict']} |")
+    return [*lines, ""]
+
+
 HEADLINE_PROTOCOLS = (("M40", "M40"), ("IR", "IR"), ("unknown", "sharp kernel"))
 HEADLINE_METHODS = ("original", "harmonized", "histogram-matching", "linear-recalibration")
 
@@ -145,6 +161,14 @@ def radiomics_markdown(radiomics: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+REAL_TRAINING = (
+    "Beside that phantom-only recipe, the real-anatomy recipe (`--real-training`) trains per seed one more "
+    "segmenter and harmonizer on the phantom archive plus every real case re-simulated at the training sites "
+    "(and the cases' original images, for the segmenter), used for the synthetic and unseen-site cohorts, and "
+    "one pair per real case on all cases but that one, used for that case's test archive only: no real test "
+    "patient is ever in its own models' training. Its exams are the cohorts `<cohort> · real-anatomy training`.")
+
+
 def write_benchmark_report(document: dict[str, Any], path: Path) -> Path:
     """Write ``benchmark.md``: targets, GAN-vs-baseline comparisons, each cohort's table, models, timings."""
     plan = document["plan"]
@@ -154,8 +178,10 @@ def write_benchmark_report(document: dict[str, Any], path: Path) -> Path:
              f"({', '.join(map(str, plan['seeds']))}: one segmenter and one harmonizer each); reference protocol "
              f"{document['reference_protocol']}. Methods: original (no conversion), harmonized (the GAN), "
              "histogram-matching and linear-recalibration baselines, all through the same conversion pipeline.",
+             *([REAL_TRAINING] if plan.get("real_training") else []),
              "", HOW, "", *headline_markdown(document), *targets_markdown(document["targets"]),
-             *comparisons_markdown(document["comparisons"])]
+             *comparisons_markdown(document["comparisons"]),
+             *recipe_markdown(document.get("recipe_comparisons", ()))]
     for name, subset in document["subsets"].items():
         lines += subset_markdown(name, subset)
     lines += radiomics_markdown(document.get("radiomics", {}))
@@ -189,6 +215,8 @@ def benchmark_metrics(document: dict[str, Any]) -> dict[str, float]:
     for c in document["comparisons"]:
         for metric in ("dice_truth", "dice", "mae_t80_hu"):
             put(("gan-minus", c["cohort"], c["protocol"], c["baseline"], metric), c[metric])
+    for c in document.get("recipe_comparisons", ()):
+        put(("recipe-minus", c["cohort"], c["protocol"], c["method"], "dice_truth"), c["dice_truth"])
     for cohort, protocols in document.get("radiomics", {}).items():
         for protocol, methods in protocols.items():
             for method, figures in methods.items():

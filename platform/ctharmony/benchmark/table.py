@@ -159,20 +159,27 @@ def gan_vs_best_baseline(pooled: Pooled, cohort: str, protocol: str) -> Target:
 
 
 def _texture_targets(pooled: Pooled, cohort: str, reference: str) -> list[Target]:
-    out = []
+    return [noise_band_target(pooled, cohort, reference, metric, label, 0.15)
+            for metric, label in (("noise_sd_hu", "noise SD"), ("nps_peak_lp_mm", "NPS peak"))]
+
+
+def noise_band_target(pooled: Pooled, cohort: str, reference: str, metric: str, label: str, band: float,
+                      name_prefix: str = "") -> Target:
+    """Harmonized ``metric`` over the original reference's within ``1 +- band`` on every non-reference protocol:
+    met when every protocol's ratio CI lies inside the band, not met when the largest deviation's CI lies
+    outside, else undecided."""
     protocols = [str(p) for p in pooled.exams.loc[pooled.exams["cohort"] == cohort, "protocol"].unique()
                  if p != reference]
-    for metric, label in (("noise_sd_hu", "noise SD"), ("nps_peak_lp_mm", "NPS peak")):
-        name, threshold = f"harmonized {label} within 15 % of the reference's", "0.85-1.15 x"
-        ratios = {p: r for p in protocols
-                  if np.isfinite((r := pooled.ratio(cohort, (p, HARMONIZED), (reference, ORIGINAL), metric))[0])}
-        if not ratios:
-            out.append(Target(name, cohort, None, threshold, NOT_MEASURED, "not measured (no true masks)"))
-            continue
-        protocol, (ratio, low, high) = max(ratios.items(), key=lambda item: abs(item[1][0] - 1.0))
-        inside = all(0.85 <= r[1] and r[2] <= 1.15 for r in ratios.values())
-        outside = low > 1.15 or high < 0.85
-        out.append(Target(name, cohort, _number(ratio), threshold, MET if inside else NOT_MET if outside else UNDECIDED,
-                          f"ratio to the original {reference}'s; largest deviation: {protocol} (met: every protocol's "
-                          "CI inside the band)", _number(low), _number(high)))
-    return out
+    low_bound, high_bound = round(1.0 - band, 4), round(1.0 + band, 4)
+    name = f"{name_prefix}harmonized {label} within {round(band * 100)} % of the reference's"
+    threshold = f"{low_bound:.2f}-{high_bound:.2f} x"
+    ratios = {p: r for p in protocols
+              if np.isfinite((r := pooled.ratio(cohort, (p, HARMONIZED), (reference, ORIGINAL), metric))[0])}
+    if not ratios:
+        return Target(name, cohort, None, threshold, NOT_MEASURED, "not measured (no true masks)")
+    protocol, (ratio, low, high) = max(ratios.items(), key=lambda item: abs(item[1][0] - 1.0))
+    inside = all(low_bound <= r[1] and r[2] <= high_bound for r in ratios.values())
+    outside = low > high_bound or high < low_bound
+    return Target(name, cohort, _number(ratio), threshold, MET if inside else NOT_MET if outside else UNDECIDED,
+                  f"ratio to the original {reference}'s; largest deviation: {protocol} (met: every protocol's "
+                  "CI inside the band)", _number(low), _number(high))
