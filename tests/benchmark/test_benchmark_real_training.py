@@ -1,90 +1,23 @@
-"""The real-anatomy recipe end to end at the smallest size (2 real cases, 64 px, one seed): every stage runs
-for real, once per module; the trainers' and converter's calls are recorded, so the tests see that no fold
-ever trained on its held-out real patient and that each fold converts only that patient's archive."""
+"""The real-anatomy recipe end to end at the smallest size (the session's benchmark run, ``conftest.py``):
+no fold ever trained on its held-out real patient, and each fold converts only that patient's archive."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from ctharmony.archive.catalog import read_catalog
-from ctharmony.benchmark.design import REAL, SYNTHETIC, UNSEEN, BenchmarkPlan, recipe_cohort
+from ctharmony.benchmark.design import REAL, SYNTHETIC, UNSEEN, recipe_cohort
 from ctharmony.benchmark.recipe import PREFIX
-from ctharmony.benchmark.workflow import ARMS, REAL_ARCHIVE, run_benchmark
+from ctharmony.benchmark.workflow import ARMS, REAL_ARCHIVE
 from ctharmony.simulate.real_cases import origins
-from ctharmony.stages import JOURNAL
-from testkit.real_cases import REAL_DATA, require_real_data
+from testkit.tiny_benchmark import LABELS, NAMES, PROTOCOLS
 
-# 4 segmenter and 4 harmonizer trainings, 12 conversions: minutes on 2 free cores, more on a loaded machine
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
-NAMES = ("dcmqi-ct-3slice", "ts-example-ct")
-PROTOCOLS = ("M80", "M40", "IR")
-LABELS = ("real anatomy, all cases", *(f"real anatomy without {n}" for n in NAMES))
 
 
-def tiny_plan() -> BenchmarkPlan:
-    return BenchmarkPlan(
-        train_patients=2, test_patients=2, unseen_patients=2, real_patients=2, slices=4, size=64, seeds=(0,),
-        test_series=PROTOCOLS, bootstrap_replicates=200, experiment="ctharmony-benchmark-test", real_training=True,
-        workers=1,
-        real_cases=tuple((REAL_DATA / n, REAL_DATA / f"{n}-liver.nii.gz") for n in NAMES),
-        harmonizer_overrides=("train.epochs_stage1=1", "train.epochs_stage2=1", "train.patches_per_epoch=32"),
-        segmenter_overrides=("train.epochs_stage1=1", "train.patches_per_epoch=32"))
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One benchmark with the real-anatomy recipe, the trainers' and converter's calls recorded."""
-    import ctharmony.infer.pipeline as pipeline
-    import ctharmony.train.launch as launch
-    import ctharmony.train.segmenter as segmenter
-    import ctharmony.train.segmenter_data as segmenter_data
-
-    require_real_data()
-    calls: dict[str, list[dict]] = {"segmenter": [], "harmonizer": [], "convert": []}
-    real = (segmenter.train_segmenter, segmenter_data.archive_records, launch.train, pipeline.convert_archive)
-
-    def train_segmenter(catalog, masks, spec, **kwargs):
-        data = kwargs.get("data")
-        calls["segmenter"].append({"catalog": Path(catalog), "cases": set(),
-                                   "originals": {o.name for o in data.originals} if data else set(),
-                                   "excluded": {c for a in data.archives for c in a.exclude_cases} if data else set()})
-        outcome = real[0](catalog, masks, spec, **kwargs)
-        calls["segmenter"][-1]["model"] = outcome.model_uri
-        return outcome
-
-    def archive_records(source, target="M80"):
-        records = real[1](source, target)
-        calls["segmenter"][-1]["cases"] |= {r["case"] for r in records if r["case"]}
-        return records
-
-    def train(spec, catalog, **kwargs):
-        outcome = real[2](spec, catalog, **kwargs)
-        calls["harmonizer"].append({"catalog": Path(catalog), "overrides": list(kwargs["overrides"]),
-                                    "model": outcome.model_uri})
-        return outcome
-
-    def convert_archive(catalog, model, segmenter_uri, target, *args, **kwargs):
-        calls["convert"].append({"catalog": Path(catalog), "model": str(model), "segmenter": str(segmenter_uri),
-                                 "target": Path(target)})
-        return real[3](catalog, model, segmenter_uri, target, *args, **kwargs)
-
-    out = tmp_path_factory.mktemp("benchmark-real")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(segmenter, "train_segmenter", train_segmenter)
-        patch.setattr(segmenter_data, "archive_records", archive_records)
-        patch.setattr(launch, "train", train)
-        patch.setattr(pipeline, "convert_archive", convert_archive)
-        outcome = run_benchmark(out, tiny_plan())
-    journal = {e["name"]: e["value"] for e in json.loads((out / JOURNAL).read_text())["stages"]}
-    return out, outcome, calls, journal
-
-
-def test_stages_declare_one_pair_per_held_out_case_and_one_on_all(run) -> None:
-    _, outcome, _, _ = run
+def test_stages_declare_one_pair_per_held_out_case_and_one_on_all(benchmark_run) -> None:
+    _, outcome, _, _ = benchmark_run
     per_training = [(label, f"{label}, ") for label in ("",)] + [(label, f"{label}, ") for label in LABELS]
     expected = ["simulate", "catalog", REAL_ARCHIVE, "baselines (fit)"]
     for label, _ in per_training:
@@ -98,8 +31,8 @@ def test_stages_declare_one_pair_per_held_out_case_and_one_on_all(run) -> None:
         assert models[f"harmonized ({label})"].startswith("models:/")
 
 
-def test_the_training_archive_re_simulates_every_case_with_its_own_seed(run) -> None:
-    out, _, _, journal = run
+def test_the_training_archive_re_simulates_every_case_with_its_own_seed(benchmark_run) -> None:
+    out, _, _, journal = benchmark_run
     table = pd.read_parquet(out / "archive-train-real" / "phantom.parquet")
     assert sorted(table["real_case"].unique()) == sorted(NAMES) and table.groupby("real_case").size().eq(2).all()
     assert journal[REAL_ARCHIVE] == origins(table)
@@ -107,8 +40,8 @@ def test_the_training_archive_re_simulates_every_case_with_its_own_seed(run) -> 
     assert not set(table["study_uid"]) & test_studies  # other UIDs: other simulations than the test archives'
 
 
-def test_no_fold_trains_on_its_held_out_patient(run) -> None:
-    out, outcome, calls, journal = run
+def test_no_fold_trains_on_its_held_out_patient(benchmark_run) -> None:
+    out, outcome, calls, journal = benchmark_run
     models = outcome.document["models"]["0"]
     by_model = {c["model"]: c for c in calls["segmenter"]}
     assert by_model[models["segmenter"]]["cases"] == set() and by_model[models["segmenter"]]["originals"] == set()
@@ -130,8 +63,8 @@ def test_no_fold_trains_on_its_held_out_patient(run) -> None:
     assert not set(read_catalog(phantom["catalog"]).frame["study_uid"]) & set(cases_of)
 
 
-def test_each_fold_converts_only_its_held_out_patient_with_its_own_models(run) -> None:
-    out, outcome, calls, journal = run
+def test_each_fold_converts_only_its_held_out_patient_with_its_own_models(benchmark_run) -> None:
+    out, outcome, calls, journal = benchmark_run
     models = outcome.document["models"]["0"]
     for held_out in NAMES:
         label = f"real anatomy without {held_out}"
@@ -148,8 +81,8 @@ def test_each_fold_converts_only_its_held_out_patient_with_its_own_models(run) -
     assert len(calls["convert"]) == len(ARMS) * (1 + len(LABELS))
 
 
-def test_tables_have_both_recipes_on_the_same_exams(run) -> None:
-    out, outcome, _, _ = run
+def test_tables_have_both_recipes_on_the_same_exams(benchmark_run) -> None:
+    out, outcome, _, _ = benchmark_run
     subsets = outcome.document["subsets"]
     for cohort in (SYNTHETIC, REAL, UNSEEN):
         assert {cohort, recipe_cohort(cohort)} <= set(subsets)
@@ -167,8 +100,8 @@ def test_tables_have_both_recipes_on_the_same_exams(run) -> None:
     assert f"## {recipe_cohort(REAL)}:" in report
 
 
-def test_the_paired_comparison_and_the_targets_are_there(run) -> None:
-    _, outcome, _, _ = run
+def test_the_paired_comparison_and_the_targets_are_there(benchmark_run) -> None:
+    _, outcome, _, _ = benchmark_run
     found = outcome.document["recipe_comparisons"]
     assert {(c["cohort"], c["protocol"]) for c in found} == {(c, p) for c in (SYNTHETIC, REAL, UNSEEN)
                                                               for p in PROTOCOLS}
