@@ -28,7 +28,7 @@ from typing import Any
 
 from ctharmony.benchmark.design import REAL_RECIPE, recipe_cohort
 from ctharmony.benchmark.pooled import Pooled, figure
-from ctharmony.benchmark.table import Target, _number, _target, noise_band_target
+from ctharmony.benchmark.table import Target, json_number, noise_band_target, threshold_target
 from ctharmony.benchmark.verdicts import MET, NOT_MEASURED, NOT_MET, PRIMARY, UNDECIDED, best_baseline, target_verdict
 from ctharmony.evaluate.naming import HARMONIZED, ORIGINAL
 
@@ -70,16 +70,16 @@ def recipe_targets(pooled: Pooled, comparisons: list[dict[str, Any]], reference:
     out: list[Target] = []
     cohort = recipe_cohort(real, recipe)
     if cohort in pooled.cohorts():
-        out.append(_target(f"{PREFIX}reference segmenter on original {reference}, Dice vs truth", cohort,
-                           pooled.interval(cohort, reference, ORIGINAL, PRIMARY), ">= 0.90", 0.90,
-                           "each real case segmented by the segmenter trained without it"))
+        out.append(threshold_target(f"{PREFIX}reference segmenter on original {reference}, Dice vs truth", cohort,
+                                    pooled.interval(cohort, reference, ORIGINAL, PRIMARY), ">= 0.90", 0.90,
+                                    "each real case segmented by the segmenter trained without it"))
         scored = [(ci.mean, p) for p in _protocols(pooled, cohort) if p != reference
                   and (ci := pooled.interval(cohort, p, HARMONIZED, PRIMARY)).n_exams]
         name = f"{PREFIX}harmonized worst-protocol Dice vs truth"
         if scored:
             worst = min(scored)[1]
-            out.append(_target(name, cohort, pooled.interval(cohort, worst, HARMONIZED, PRIMARY), ">= 0.90", 0.90,
-                               f"worst protocol by mean Dice vs truth: {worst}"))
+            out.append(threshold_target(name, cohort, pooled.interval(cohort, worst, HARMONIZED, PRIMARY),
+                                        ">= 0.90", 0.90, f"worst protocol by mean Dice vs truth: {worst}"))
         else:
             out.append(Target(name, cohort, None, ">= 0.90", NOT_MEASURED, "no protocol"))
         out.append(gan_not_below_best(pooled, cohort, protocol))
@@ -114,5 +114,5 @@ def no_worse_than_phantom_only(comparisons: list[dict[str, Any]], cohorts: list[
     f = lowest[PRIMARY]
     detail = (f"harmonized Dice vs truth, recipe minus phantom-only, {len(rows)} cohort x protocol pairs; lowest: "
               f"{lowest['cohort']} {lowest['protocol']}; worse beyond the CI: {', '.join(worse) or 'none'}")
-    return Target(name, where, _number(f["mean"]), "no Δ CI below 0", NOT_MET if worse else MET, detail,
+    return Target(name, where, json_number(f["mean"]), "no Δ CI below 0", NOT_MET if worse else MET, detail,
                   f["ci_low"], f["ci_high"])

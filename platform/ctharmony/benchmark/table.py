@@ -40,7 +40,7 @@ METRICS = {
 }
 
 
-def _number(value: Any) -> float | int | None:
+def json_number(value: Any) -> float | int | None:
     """A JSON number: integers stay integers, floats are rounded to 4 decimals, NaN and None become None."""
     try:
         number = float(value)
@@ -55,7 +55,7 @@ def subset_table(summary: pd.DataFrame) -> dict[str, dict[str, dict[str, float |
     """``{protocol: {method: {metric: value}}}`` from a cohort's per-protocol summary (missing -> None)."""
     table: dict[str, dict[str, dict[str, float | None]]] = {}
     for record in summary.to_dict("records"):
-        values = {name: _number(record[column]) for name, column in METRICS.items() if column in record}
+        values = {name: json_number(record[column]) for name, column in METRICS.items() if column in record}
         table.setdefault(str(record["protocol"]), {})[str(record["method"])] = values
     return table
 
@@ -94,8 +94,9 @@ class Target:
         return {MET: True, NOT_MET: False}.get(self.verdict)
 
 
-def _target(name: str, cohort: str, ci: Any, threshold: str, bound: float, detail: str,
-            at_least: bool = True) -> Target:
+def threshold_target(name: str, cohort: str, ci: Any, threshold: str, bound: float, detail: str,
+                     at_least: bool = True) -> Target:
+    """A target on one pooled figure: met / not met / undecided from its CI against ``bound``."""
     f = figure(ci)
     return Target(name, cohort, f["mean"], threshold, target_verdict(f["ci_low"], f["ci_high"], bound, at_least),
                   detail, f["ci_low"], f["ci_high"])
@@ -107,18 +108,18 @@ def check_targets(pooled: Pooled, reference: str, real: str, unseen: str, synthe
     out: list[Target] = []
     for cohort in pooled.cohorts():
         detail = f"{reference} harmonized vs its original mask"
-        out.append(_target("reference passes unchanged: harmonized Dice", cohort,
-                           pooled.interval(cohort, reference, HARMONIZED, "dice"), ">= 0.995", 0.995, detail))
-        out.append(_target("reference passes unchanged: |volume difference| %", cohort,
-                           pooled.interval(cohort, reference, HARMONIZED, "abs_volume_pct"), "<= 0.5", 0.5, detail,
-                           at_least=False))
+        out.append(threshold_target("reference passes unchanged: harmonized Dice", cohort,
+                                    pooled.interval(cohort, reference, HARMONIZED, "dice"), ">= 0.995", 0.995, detail))
+        out.append(threshold_target("reference passes unchanged: |volume difference| %", cohort,
+                                    pooled.interval(cohort, reference, HARMONIZED, "abs_volume_pct"), "<= 0.5", 0.5,
+                                    detail, at_least=False))
         out.append(gan_vs_best_baseline(pooled, cohort, protocol))
     for cohort, bound in ((real, 0.93), (unseen, 0.90)):
         if cohort in pooled.cohorts():
             worst = _worst_protocol(pooled, cohort, reference)
             ci = pooled.interval(cohort, worst or reference, HARMONIZED, "dice")
-            out.append(_target("harmonized worst-protocol Dice", cohort, ci, f">= {bound}", bound,
-                               f"worst protocol by mean Dice vs ref: {worst}") if worst else
+            out.append(threshold_target("harmonized worst-protocol Dice", cohort, ci, f">= {bound}", bound,
+                                        f"worst protocol by mean Dice vs ref: {worst}") if worst else
                        Target("harmonized worst-protocol Dice", cohort, None, f">= {bound}", NOT_MEASURED,
                               "no protocol"))
     if synthetic in pooled.cohorts():
@@ -149,12 +150,12 @@ def gan_vs_best_baseline(pooled: Pooled, cohort: str, protocol: str) -> Target:
     gain = figure(pooled.difference(cohort, protocol, HARMONIZED, best, "dice_truth"), with_p=True)
     ratio, low, high = pooled.ratio(cohort, (protocol, HARMONIZED), (protocol, best), "mae_t80_hu")
     branches = [target_verdict(gain["ci_low"], gain["ci_high"], 0.05),
-                target_verdict(_number(low), _number(high), 0.70, at_least=False)]
+                target_verdict(json_number(low), json_number(high), 0.70, at_least=False)]
     measured = [b for b in branches if b != NOT_MEASURED]
     result = (NOT_MEASURED if not measured else MET if MET in measured
               else NOT_MET if all(b == NOT_MET for b in measured) else UNDECIDED)
     detail = (f"best baseline {best}: Dice gain {gain['mean']} [{gain['ci_low']}, {gain['ci_high']}] "
-              f"(p {gain['p']}); MAE ratio {_number(ratio)} [{_number(low)}, {_number(high)}]")
+              f"(p {gain['p']}); MAE ratio {json_number(ratio)} [{json_number(low)}, {json_number(high)}]")
     return Target(name, cohort, gain["mean"], threshold, result, detail, gain["ci_low"], gain["ci_high"])
 
 
@@ -180,6 +181,6 @@ def noise_band_target(pooled: Pooled, cohort: str, reference: str, metric: str, 
     protocol, (ratio, low, high) = max(ratios.items(), key=lambda item: abs(item[1][0] - 1.0))
     inside = all(low_bound <= r[1] and r[2] <= high_bound for r in ratios.values())
     outside = low > high_bound or high < low_bound
-    return Target(name, cohort, _number(ratio), threshold, MET if inside else NOT_MET if outside else UNDECIDED,
+    return Target(name, cohort, json_number(ratio), threshold, MET if inside else NOT_MET if outside else UNDECIDED,
                   f"ratio to the original {reference}'s; largest deviation: {protocol} (met: every protocol's "
-                  "CI inside the band)", _number(low), _number(high))
+                  "CI inside the band)", json_number(low), json_number(high))
