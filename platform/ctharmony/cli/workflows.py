@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -127,16 +128,18 @@ def benchmark(
         typer.echo(f"{target['verdict']:>12}  {target['subset']:<13} {target['name']}: {value}{ci} "
                    f"({target['threshold']}; {target['detail']})")
     typer.echo("\nGAN minus baseline, Dice vs truth (mean [95 % CI] over exams and seeds):")
-    for c in outcome.document["comparisons"]:
-        d = c["dice_truth"]
-        if d["mean"] is not None:
-            typer.echo(f"{d['verdict']:>12}  {c['cohort']:<13} {c['protocol']:<10} vs {c['baseline']:<21} "
-                       f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] p={d['p']:.3g}")
+    echo_differences(outcome.document["comparisons"], lambda c: f"vs {c['baseline']:<21} ", 12)
     if outcome.document.get("recipe_comparisons"):
         typer.echo("\nReal-anatomy training minus phantom-only, harmonized Dice vs truth:")
-        for c in outcome.document["recipe_comparisons"]:
-            d = c["dice_truth"]
-            if d["mean"] is not None:
-                typer.echo(f"{d['verdict']:>19}  {c['cohort']:<13} {c['protocol']:<10} "
-                           f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] p={d['p']:.3g}")
+        echo_differences(outcome.document["recipe_comparisons"], lambda c: "", 19)
     typer.echo(f"\nTable:  {outcome.json_path}\nReport: {outcome.report}\nMLflow run: {outcome.run_id}")
+
+
+def echo_differences(rows: list[dict], what: Callable[[dict], str], verdict_width: int) -> None:
+    """One line per paired difference (``dice_truth``) of ``rows``: verdict, cohort, protocol, ``what(row)``
+    (e.g. the baseline), mean [CI] and p; rows without a figure are left out."""
+    for c in rows:
+        d = c["dice_truth"]
+        if d["mean"] is not None:
+            typer.echo(f"{d['verdict']:>{verdict_width}}  {c['cohort']:<13} {c['protocol']:<10} {what(c)}"
+                       f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] p={d['p']:.3g}")

@@ -233,7 +233,7 @@ def train_segmenter(
 
         model = fit_segmenter(spec, train, val, on_epoch=on_epoch, on_keep=on_keep)
         mlflow.log_metrics(kept)  # the epoch kept (train.keep: best validation Dice, or the last) and its Dice
-        final = {"val/dice": evaluate_dice(model, val), "best_epoch": kept["best_epoch"]}  # of the kept model
+        final = {"val/dice": kept["best/val_dice"], "best_epoch": kept["best_epoch"]}  # of the kept model
         registered = REGISTERED["segmenter"] if register else None
         info = log_model(model, "segmenter", registered_model_name=registered)
         return SegmenterOutcome(model=model, run_id=run.info.run_id, model_uri=info.model_uri, metrics=final)
